@@ -1,0 +1,113 @@
+"""Versioned export directories: atomic publication and listing of complete versions.
+
+An export lives at ``<export_dir_base>/<version>/`` where ``<version>`` is an integer (a
+Unix timestamp in seconds, bumped to stay unique and increasing), as TensorFlow Serving
+expects. It is written in a hidden temporary directory, fsynced, then renamed into
+place, so a half-written export is never visible under its final name. A version also
+counts as complete only once its signature file (:data:`SIGNATURE_FILE`) exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+
+SIGNATURE_FILE = "saved_model.json"
+
+
+class ExportDirError(OSError):
+    """An export directory could not be written or published."""
+
+
+def complete_versions(export_dir_base: str) -> list[int]:
+    """Returns the sorted integer versions under ``export_dir_base`` holding a signature file."""
+    try:
+        names = os.listdir(export_dir_base)
+    except FileNotFoundError:
+        return []
+    versions = []
+    for name in names:
+        if name.isdigit() and os.path.isfile(os.path.join(export_dir_base, name, SIGNATURE_FILE)):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+def _fsync_tree(path: str) -> None:
+    """fsyncs every file and directory under ``path`` (directories after their contents)."""
+    for root, _dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(root)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp_dir: str, export_dir_base: str) -> str:
+    """Renames ``tmp_dir`` to the next free integer version; returns the final path."""
+    existing = [int(n) for n in os.listdir(export_dir_base) if n.isdigit()]
+    version = max([int(time.time())] + [v + 1 for v in existing])
+    for _ in range(1000):
+        final = os.path.join(export_dir_base, str(version))
+        if not os.path.exists(final):
+            try:
+                os.rename(tmp_dir, final)
+                _fsync_dir(export_dir_base)
+                return final
+            except OSError as e:  # lost a race to another writer: try the next number
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        version += 1
+    raise ExportDirError(f"Could not find a free version number under {export_dir_base!r}.")
+
+
+@contextlib.contextmanager
+def atomic_export_dir(export_dir_base: str) -> Iterator[list[str]]:
+    """Context manager yielding ``[tmp_dir]``; on success publishes it and sets ``[final_path]``.
+
+    Write the export's files into ``box[0]`` inside the ``with`` block; when the block ends
+    without an exception the directory is fsynced and renamed to ``export_dir_base/<version>``
+    and ``box[0]`` becomes that final path. On an exception the temporary directory is removed.
+    """
+    os.makedirs(export_dir_base, exist_ok=True)
+    tmp_dir = os.path.join(export_dir_base, f".tmp-export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(tmp_dir)
+    box = [tmp_dir]
+    try:
+        yield box
+        _fsync_tree(tmp_dir)
+        box[0] = _publish(tmp_dir, export_dir_base)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def garbage_collect(export_dir_base: str, keep: int | None) -> list[str]:
+    """Deletes all but the newest ``keep`` complete versions; returns the deleted paths."""
+    if keep is None:
+        return []
+    versions = complete_versions(export_dir_base)
+    doomed = versions[: max(0, len(versions) - keep)]
+    deleted = []
+    for v in doomed:
+        path = os.path.join(export_dir_base, str(v))
+        # Make it incomplete first (drop the marker) so no reader picks a half-deleted version.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(path, SIGNATURE_FILE))
+        shutil.rmtree(path, ignore_errors=True)
+        deleted.append(path)
+    return deleted

@@ -1,0 +1,289 @@
+"""Export for serving: the PREDICT computation as ``jax.export`` bytes + arrays + JSON.
+
+``export_saved_model`` writes ``export_dir_base/<version>/`` (``<version>`` an integer
+timestamp, unique and increasing; the directory appears atomically, complete)::
+
+    saved_model.json     signature: raw inputs, model inputs, outputs, variables, versions
+    computation.jaxexport  jax.export serialization of (variables, features) -> predictions,
+                         symbolic batch dimension, lowered for cpu, cuda and tpu
+    transform.jaxexport  (only with ServingInput.transform) raw numeric -> model features, cpu
+    variables.npz        parameters and model state as plain arrays (allow_pickle=False)
+    preprocessing.json   the host-side feature transform (vocabularies, hash buckets, crosses)
+    computation.mlir     (as_text=True only) the StableHLO text, for reading
+
+``load(path)`` returns a :class:`Predictor`; it needs neither the model code nor pickle.
+
+What is exported is any object with the Estimator's export hooks (see :class:`Exportable`):
+an ``Estimator``, or :class:`ExportableFunction` wrapping a pure function and its arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import export as jax_export
+
+from estimator._export_dir import SIGNATURE_FILE, atomic_export_dir
+from estimator._predictor import (
+    STRING,
+    ExportFormatError,
+    Predictor,
+    PredictorInputError,
+    host_transform,
+    load,
+)
+
+__all__ = [
+    "DEFAULT_PLATFORMS",
+    "ExportError",
+    "ExportFormatError",
+    "Exportable",
+    "ExportableFunction",
+    "Predictor",
+    "PredictorInputError",
+    "ServingInput",
+    "export_saved_model",
+    "load",
+]
+
+DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
+FORMAT = "jax-estimator-export"
+FORMAT_VERSION = 1
+
+
+class ExportError(ValueError):
+    """The model or its serving input cannot be exported as asked."""
+
+
+class ServingInput(NamedTuple):
+    """What a serving client sends, and an optional on-device map to the model's features.
+
+    Attributes:
+      features: raw input name -> dtype string (``"float32"``, ``"int64"``, ``"string"``...)
+        or ``(dtype, per_example_shape)``; the batch dimension is implicit.
+      transform: optional jax-traceable ``fn(numeric_features) -> features``: it receives the
+        raw numeric inputs (batch-major ``jax.Array``s; string inputs bypass it and are
+        passed on unchanged), must work for any batch size, and returns the features the
+        model's input pipeline would have produced (e.g. engineered columns). It is exported
+        as its own computation and runs on the host before the host-side preprocessing, so
+        loading still needs no model code.
+    """
+
+    features: Mapping[str, Any]
+    transform: Callable[[dict[str, jax.Array]], Mapping[str, jax.Array]] | None = None
+
+
+class Exportable(Protocol):
+    """The hooks ``export_saved_model`` calls (an ``Estimator`` provides them)."""
+
+    def _predict_apply(self, params: Any, model_state: Any, features: dict) -> Any: ...
+
+    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]: ...
+
+    def _export_preprocessing(self) -> dict: ...
+
+
+class ExportableFunction:
+    """Adapts a pure ``predict_fn(params, model_state, features) -> dict`` to :class:`Exportable`.
+
+    Lets any JAX function with explicit arrays be exported and served, without an Estimator.
+    """
+
+    def __init__(
+        self,
+        predict_fn: Callable[[Any, Any, dict], Any],
+        params: Any,
+        model_state: Any = None,
+        preprocessing: Mapping[str, Any] | None = None,
+        global_step: int = 0,
+    ):
+        self.predict_fn = predict_fn
+        self.params = params
+        self.model_state = {} if model_state is None else model_state
+        self.preprocessing = dict(preprocessing or {})
+        self.global_step = global_step
+
+    def _predict_apply(self, params: Any, model_state: Any, features: dict) -> Any:
+        return self.predict_fn(params, model_state, features)
+
+    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]:
+        return self.params, self.model_state, self.global_step
+
+    def _export_preprocessing(self) -> dict:
+        return self.preprocessing
+
+
+def _normalize_serving_input(serving_input: Any) -> ServingInput:
+    """Accepts a spec dict, a ServingInput, or a zero-argument function returning either."""
+    if callable(serving_input) and not isinstance(serving_input, Mapping | ServingInput):
+        serving_input = serving_input()
+    if isinstance(serving_input, Mapping):
+        serving_input = ServingInput(serving_input)
+    if not isinstance(serving_input, ServingInput) or not serving_input.features:
+        raise ExportError(
+            "serving_input must be a non-empty dict name -> dtype or (dtype, shape), a "
+            f"ServingInput(features, transform), or a function returning one; got {serving_input!r}."
+        )
+    features = {}
+    for name, spec in serving_input.features.items():
+        dtype, shape = (spec, ()) if isinstance(spec, str | type | np.dtype) else spec
+        dtype = STRING if dtype in (str, "str", STRING, "object") else np.dtype(dtype).name
+        if dtype != STRING and np.dtype(dtype).kind not in "biuf":
+            raise ExportError(f"serving_input[{name!r}]: dtype {dtype!r} is neither numeric nor 'string'.")
+        features[str(name)] = {"dtype": dtype, "shape": [int(d) for d in shape]}
+    return ServingInput(features, serving_input.transform)
+
+
+def _dummy_batch(inputs: Mapping[str, Mapping[str, Any]], n: int = 2) -> dict[str, np.ndarray]:
+    return {
+        k: np.full((n, *s["shape"]), "", dtype=object) if s["dtype"] == STRING else np.zeros((n, *s["shape"]), s["dtype"])
+        for k, s in inputs.items()
+    }
+
+
+def _sym_specs(specs: Mapping[str, Mapping[str, Any]], batch: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct((batch, *s["shape"]), s["dtype"]) for k, s in specs.items()}
+
+
+def _as_dict(outputs: Any) -> dict[str, Any]:
+    return dict(outputs) if isinstance(outputs, Mapping) else {"output": outputs}
+
+
+def _spec_of(arrays: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        k: {"dtype": jnp.dtype(jax.dtypes.canonicalize_dtype(np.asarray(v).dtype)).name, "shape": list(np.shape(v)[1:])}
+        for k, v in arrays.items()
+    }
+
+
+def _export_transform(transform: Callable, inputs: Mapping[str, Any], batch: Any) -> jax_export.Exported:
+    numeric = {k: s for k, s in inputs.items() if s["dtype"] != STRING}
+    fn = jax.jit(lambda feats: _as_dict(transform(feats)))
+    return jax_export.export(fn, platforms=["cpu"])(_sym_specs(numeric, batch))
+
+
+def _model_inputs(serving: ServingInput, transform_exp: Any, preprocessing: dict) -> dict[str, Any]:
+    """Runs a dummy raw batch through transform + host preprocessing to get the model's inputs."""
+    raw = _dummy_batch(serving.features)
+    if transform_exp is not None:
+        numeric = {k: v for k, v in raw.items() if serving.features[k]["dtype"] != STRING}
+        out = {k: np.asarray(v) for k, v in transform_exp.call(numeric).items()}
+        raw = {**{k: v for k, v in raw.items() if k not in numeric}, **out}
+    try:
+        features = host_transform(preprocessing)(raw)
+    except Exception as e:
+        raise ExportError(f"The host-side preprocessing failed on a dummy batch of the serving inputs: {e}") from e
+    for k, v in features.items():
+        if np.asarray(v).dtype.kind not in "biuf":
+            raise ExportError(
+                f"Feature {k!r} is still {np.asarray(v).dtype} after host preprocessing; the device "
+                "computation takes numbers only: give it a vocabulary/hash feature column or drop it."
+            )
+    return _spec_of(features)
+
+
+def _variable_name(path: tuple) -> str:
+    parts = []
+    for p in path:
+        parts.append(str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p)))))
+    return "/".join(parts)
+
+
+def _stored(arr: np.ndarray) -> np.ndarray:
+    """Non-numpy dtypes (bfloat16, ...) are stored as a same-width unsigned view."""
+    return arr if arr.dtype.isbuiltin == 1 else arr.view(f"u{arr.dtype.itemsize}")
+
+
+def export_saved_model(
+    estimator: Exportable,
+    export_dir_base: str,
+    serving_input: Any,
+    checkpoint_path: str | None = None,
+    as_text: bool = False,
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
+) -> str:
+    """Exports ``estimator``'s PREDICT computation for serving; returns the new version's path.
+
+    Args:
+      estimator: an ``Estimator`` (or any :class:`Exportable`).
+      export_dir_base: parent directory; the export goes to ``export_dir_base/<version>``.
+      serving_input: what clients send: a dict name -> dtype or (dtype, shape) (``"string"``
+        allowed: strings go through the host-side preprocessing only), a
+        :class:`ServingInput` with a device-side ``transform``, or a zero-argument function
+        returning either (tf.estimator's ``serving_input_receiver_fn``).
+      checkpoint_path: checkpoint to export; the latest one when None.
+      as_text: also write the StableHLO text as ``computation.mlir``.
+      platforms: platforms the computation is lowered for, all in one artifact.
+    """
+    serving = _normalize_serving_input(serving_input)
+    params, model_state, global_step = estimator._restore_params(checkpoint_path)
+    preprocessing = getattr(estimator, "_export_preprocessing", dict)() or {}
+    try:
+        preprocessing_json = json.dumps(preprocessing, indent=1, sort_keys=True)
+    except TypeError as e:
+        raise ExportError(f"_export_preprocessing() must return JSON-able data: {e}") from e
+    (batch,) = jax_export.symbolic_shape("batch")
+    transform_exp = _export_transform(serving.transform, serving.features, batch) if serving.transform else None
+    model_inputs = _model_inputs(serving, transform_exp, preprocessing)
+
+    variables = {"params": params, "model_state": {} if model_state is None else model_state}
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(variables)
+    leaves = [np.asarray(jax.device_get(v)) for _, v in with_paths]
+    names = [_variable_name(p) for p, _ in with_paths]
+
+    def serve(var_leaves: list, features: dict) -> dict:
+        v = jax.tree_util.tree_unflatten(treedef, var_leaves)
+        return _as_dict(estimator._predict_apply(v["params"], v["model_state"], features))
+
+    leaf_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in leaves]
+    try:
+        exported = jax_export.export(jax.jit(serve), platforms=list(platforms))(
+            leaf_specs, _sym_specs(model_inputs, batch)
+        )
+    except Exception as e:
+        raise ExportError(f"Could not export the PREDICT computation for platforms {platforms}: {e}") from e
+    out_avals = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
+    for k, aval in out_avals.items():
+        if not aval.shape or not jax_export.is_symbolic_dim(aval.shape[0]):
+            raise ExportError(f"Prediction {k!r} has shape {aval.shape}; every prediction must be batch-major.")
+    signature = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "jax_version": jax.__version__,
+        "platforms": list(exported.platforms),
+        "global_step": int(global_step),
+        "created_unix": time.time(),
+        "inputs": serving.features,
+        "model_inputs": model_inputs,
+        "outputs": {k: {"dtype": a.dtype.name, "shape": [int(d) for d in a.shape[1:]]} for k, a in out_avals.items()},
+        "variables": [{"name": n, "dtype": a.dtype.name, "shape": list(a.shape)} for n, a in zip(names, leaves, strict=True)],
+        "files": {
+            "computation": "computation.jaxexport",
+            "transform": "transform.jaxexport" if transform_exp is not None else None,
+            "variables": "variables.npz",
+            "preprocessing": "preprocessing.json",
+        },
+    }
+    with atomic_export_dir(export_dir_base) as box:
+        d = box[0]
+        _write(os.path.join(d, "computation.jaxexport"), exported.serialize())
+        if transform_exp is not None:
+            _write(os.path.join(d, "transform.jaxexport"), transform_exp.serialize())
+        np.savez(os.path.join(d, "variables.npz"), **{n: _stored(a) for n, a in zip(names, leaves, strict=True)})
+        _write(os.path.join(d, "preprocessing.json"), preprocessing_json.encode())
+        if as_text:
+            _write(os.path.join(d, "computation.mlir"), exported.mlir_module().encode())
+        _write(os.path.join(d, SIGNATURE_FILE), json.dumps(signature, indent=1).encode())
+    return box[0]
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
