@@ -1,0 +1,50 @@
+"""jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
+
+from estimator import metrics, nn
+from estimator.checkpoint import CheckpointNotFoundError
+from estimator.distribute import InputContext
+from estimator.estimator import Estimator, EstimatorError, ModelFnError
+from estimator.hooks import (
+    EarlyStoppingHook,
+    Hook,
+    LoggingHook,
+    NanLossDuringTrainingError,
+    NanLossHook,
+    ProfilerHook,
+    RunContext,
+    RunValues,
+    StopAtStepHook,
+    stop_if_no_decrease_hook,
+    stop_if_no_increase_hook,
+)
+from estimator.run_config import RunConfig, RunConfigError
+from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
+from estimator.warm_start import WarmStartError, WarmStartSettings
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "EarlyStoppingHook",
+    "Estimator",
+    "EstimatorError",
+    "EstimatorSpec",
+    "EstimatorSpecError",
+    "Hook",
+    "InputContext",
+    "LoggingHook",
+    "ModeKeys",
+    "ModelFnError",
+    "NanLossDuringTrainingError",
+    "NanLossHook",
+    "ProfilerHook",
+    "RunConfig",
+    "RunConfigError",
+    "RunContext",
+    "RunValues",
+    "StopAtStepHook",
+    "WarmStartError",
+    "WarmStartSettings",
+    "metrics",
+    "nn",
+    "stop_if_no_decrease_hook",
+    "stop_if_no_increase_hook",
+]

@@ -1,0 +1,162 @@
+"""Background input: pulls batches, preprocesses them on the host, stacks groups, puts them on devices.
+
+Each delivered item carries the input iterator's state *after* its batches, so
+a checkpoint records exactly what the step consumed, not what the thread read ahead.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from estimator import distribute
+
+_DONE = object()
+
+
+class Group(NamedTuple):
+    """``size`` consecutive batches; stacked on a new leading axis when ``stacked``."""
+
+    features: Any
+    labels: Any
+    size: int
+    stacked: bool
+    examples: int
+    input_state: Any
+
+
+def split_element(element: Any) -> tuple[Any, Any]:
+    """An input element is ``features`` or ``(features, labels)``."""
+    if isinstance(element, tuple | list) and len(element) == 2:
+        return element[0], element[1]
+    return element, None
+
+
+def batch_size_of(features: Any) -> int:
+    """Leading dimension of the first array in ``features``."""
+    leaves = jax.tree.leaves(features)
+    return int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 1
+
+
+class Prefetcher:
+    """Iterates ``Group``s of up to ``group_size`` batches from ``iterator`` in a background thread.
+
+    Args:
+      iterator: yields ``features`` or ``(features, labels)`` numpy batches.
+      mesh: the device mesh batches are laid out over.
+      preprocess: host-side feature transform applied to every batch.
+      group_size: batches fused per device call (steps_per_loop).
+      max_batches: stop after this many batches (None: until exhausted).
+      depth: groups staged ahead.
+    """
+
+    def __init__(
+        self,
+        iterator: Iterator,
+        mesh,
+        preprocess: Callable[[Any], Any],
+        group_size: int = 1,
+        max_batches: int | None = None,
+        depth: int = 2,
+    ):
+        self._iterator = iterator
+        self._mesh = mesh
+        self._preprocess = preprocess
+        self._group_size = group_size
+        self._max_batches = max_batches
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="estimator-prefetch", daemon=True)
+        self._thread.start()
+
+    def _input_state(self) -> Any:
+        state_fn = getattr(self._iterator, "state", None)
+        return state_fn() if callable(state_fn) else None
+
+    def _next_batch(self) -> tuple[Any, Any] | None:
+        try:
+            element = next(self._iterator)
+        except StopIteration:
+            return None
+        features, labels = split_element(element)
+        return self._preprocess(features), labels
+
+    def _emit(self, batches: list, stacked: bool, input_state: Any) -> None:
+        if stacked:
+            features = jax.tree.map(lambda *xs: np.stack(xs), *[b[0] for b in batches])
+            labels = None if batches[0][1] is None else jax.tree.map(lambda *xs: np.stack(xs), *[b[1] for b in batches])
+        else:
+            features, labels = batches[0]
+        examples = sum(batch_size_of(b[0]) for b in batches)
+        lead = 1 if stacked else 0
+        group = Group(
+            distribute.put_batch(features, self._mesh, lead),
+            None if labels is None else distribute.put_batch(labels, self._mesh, lead),
+            len(batches),
+            stacked,
+            examples,
+            input_state,
+        )
+        self._put(group)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            produced = 0
+            while not self._stop.is_set():
+                remaining = None if self._max_batches is None else self._max_batches - produced
+                if remaining is not None and remaining <= 0:
+                    break
+                want = self._group_size if remaining is None or remaining >= self._group_size else 1
+                batches, states = [], []
+                for _ in range(want):
+                    batch = self._next_batch()
+                    if batch is None:
+                        break
+                    batches.append(batch)
+                    states.append(self._input_state())
+                if len(batches) == want and want > 1 and self._uniform(batches):
+                    self._emit(batches, True, states[-1])
+                else:
+                    for batch, state in zip(batches, states, strict=True):
+                        self._emit([batch], False, state)
+                produced += len(batches)
+                if len(batches) < want:
+                    break
+            self._put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer thread
+            self._put(error)
+
+    @staticmethod
+    def _uniform(batches: list) -> bool:
+        shapes = [jax.tree.map(np.shape, b) for b in batches]
+        return all(s == shapes[0] for s in shapes)
+
+    def __iter__(self) -> Prefetcher:
+        return self
+
+    def __next__(self) -> Group:
+        item = self._queue.get()
+        if item is _DONE:
+            self._queue.put(_DONE)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stops the thread; batches read ahead are dropped."""
+        self._stop.set()
+        self._thread.join(timeout=5)

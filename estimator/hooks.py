@@ -1,0 +1,227 @@
+"""Hooks: code that runs around the train / evaluate loops.
+
+A hook sees ``begin`` once, ``before_run`` / ``after_run`` around every device
+call (one call runs ``steps_per_loop`` steps), and ``end`` once. ``after_run``
+gets the step reached and the call's loss as a device array: reading it
+(``float(values.loss)``) waits for the device, so hooks read only when they need to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, NamedTuple
+
+log = logging.getLogger("estimator")
+
+
+class NanLossDuringTrainingError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class RunValues(NamedTuple):
+    """What one device call produced.
+
+    Attributes:
+      step: global step after the call.
+      loss: mean loss over the call's steps (device array).
+      steps: train steps the call ran.
+    """
+
+    step: int
+    loss: Any
+    steps: int = 1
+
+
+class RunContext:
+    """Passed to hooks: the running Estimator and a way to stop the loop."""
+
+    def __init__(self, estimator: Any, mode: str):
+        self.estimator = estimator
+        self.mode = mode
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        """Ends the loop after the current call (a checkpoint is still written)."""
+        self.stop_requested = True
+
+
+class Hook:
+    """Base class: override any of the four methods."""
+
+    def begin(self, run_context: RunContext, step: int) -> None:
+        """Called once before the first call, with the starting step."""
+
+    def before_run(self, run_context: RunContext, step: int) -> None:
+        """Called before each device call."""
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Called after each device call."""
+
+    def end(self, run_context: RunContext, step: int) -> None:
+        """Called once after the loop."""
+
+
+class StopAtStepHook(Hook):
+    """Stops after ``num_steps`` more steps or at ``last_step`` (one of the two)."""
+
+    def __init__(self, num_steps: int | None = None, last_step: int | None = None):
+        if (num_steps is None) == (last_step is None):
+            raise ValueError("StopAtStepHook: give exactly one of num_steps and last_step.")
+        self._num_steps = num_steps
+        self._last_step = last_step
+
+    def begin(self, run_context: RunContext, step: int) -> None:
+        """Fixes the last step from the starting step."""
+        if self._num_steps is not None:
+            self._last_step = step + self._num_steps
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Requests stop once the last step is reached."""
+        if values.step >= self._last_step:
+            run_context.request_stop()
+
+
+class NanLossHook(Hook):
+    """Checks the loss after every call; raises (or stops) on NaN/inf. Reads the loss each call."""
+
+    def __init__(self, fail_on_nan_loss: bool = True):
+        self._fail = fail_on_nan_loss
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Reads the loss and reacts to a non-finite value."""
+        loss = float(values.loss)
+        if math.isfinite(loss):
+            return
+        message = f"Model diverged with loss = {loss} at step {values.step}."
+        if self._fail:
+            raise NanLossDuringTrainingError(message)
+        log.error("%s Stopping training.", message)
+        run_context.request_stop()
+
+
+class LoggingHook(Hook):
+    """Logs the loss (and step rate) every ``every_n_steps`` steps."""
+
+    def __init__(self, every_n_steps: int = 100):
+        self._every = every_n_steps
+        self._last_step: int | None = None
+        self._last_time = 0.0
+
+    def begin(self, run_context: RunContext, step: int) -> None:
+        """Remembers where logging starts."""
+        self._last_step, self._last_time = step, time.time()
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Logs when a multiple of ``every_n_steps`` was crossed."""
+        if values.step // self._every == self._last_step // self._every:
+            return
+        now = time.time()
+        log.info("loss = %.6g, step = %d (%.3f sec)", float(values.loss), values.step, now - self._last_time)
+        self._last_step, self._last_time = values.step, now
+
+
+class ProfilerHook(Hook):
+    """Writes a ``jax.profiler`` trace of steps [start_step, start_step + num_steps) under ``logdir``.
+
+    TensorBoard's profile plugin reads it (``tensorboard --logdir model_dir``).
+    """
+
+    def __init__(self, logdir: str | None = None, start_step: int = 10, num_steps: int = 5):
+        self._logdir = logdir
+        self._start = start_step
+        self._stop_at = start_step + num_steps
+        self._active = False
+
+    def before_run(self, run_context: RunContext, step: int) -> None:
+        """Starts the trace when the window opens."""
+        import jax
+
+        if not self._active and self._start <= step < self._stop_at:
+            logdir = self._logdir or run_context.estimator.model_dir
+            jax.profiler.start_trace(logdir)
+            self._active = True
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Stops the trace when the window closes."""
+        if self._active and values.step >= self._stop_at:
+            self._finish(values)
+
+    def end(self, run_context: RunContext, step: int) -> None:
+        """Stops a trace still open."""
+        if self._active:
+            self._finish(None)
+
+    def _finish(self, values: RunValues | None) -> None:
+        import jax
+
+        if values is not None:
+            jax.block_until_ready(values.loss)
+        jax.profiler.stop_trace()
+        self._active = False
+
+
+def read_eval_history(eval_dir: str) -> list[dict[str, float]]:
+    """Evaluation results written by ``Estimator.evaluate`` in ``eval_dir``, oldest first."""
+    path = os.path.join(eval_dir, "results.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class EarlyStoppingHook(Hook):
+    """Stops training when an eval metric stopped improving (tf's ``stop_if_no_*_hook``).
+
+    Reads the evaluation history of ``eval_dir`` every ``run_every_steps`` steps;
+    stops when the best value of ``metric_name`` is more than
+    ``max_steps_without_improvement`` steps old (and at least ``min_steps`` ran).
+    """
+
+    def __init__(self, eval_dir: str, metric_name: str, max_steps_without_improvement: int,
+                 higher_is_better: bool = False, min_steps: int = 0, run_every_steps: int = 1):
+        self._eval_dir = eval_dir
+        self._metric = metric_name
+        self._patience = max_steps_without_improvement
+        self._higher = higher_is_better
+        self._min_steps = min_steps
+        self._every = run_every_steps
+        self._last_check = -1
+
+    def should_stop(self) -> bool:
+        """Whether the history shows no improvement for longer than the patience."""
+        history = [r for r in read_eval_history(self._eval_dir) if self._metric in r]
+        if not history:
+            return False
+        sign = -1.0 if self._higher else 1.0
+        best = min(history, key=lambda r: (sign * r[self._metric], r["global_step"]))
+        latest = max(r["global_step"] for r in history)
+        return latest >= self._min_steps and latest - best["global_step"] > self._patience
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Checks the history every ``run_every_steps`` steps."""
+        if values.step - self._last_check < self._every:
+            return
+        self._last_check = values.step
+        if self.should_stop():
+            log.info("Early stopping: %s did not improve for %d steps.", self._metric, self._patience)
+            run_context.request_stop()
+
+
+def stop_if_no_decrease_hook(estimator: Any, metric_name: str, max_steps_without_decrease: int,
+                             eval_dir: str | None = None, min_steps: int = 0,
+                             run_every_steps: int = 1) -> EarlyStoppingHook:
+    """Stops training when ``metric_name`` did not decrease for that many steps."""
+    return EarlyStoppingHook(eval_dir or estimator.eval_dir(), metric_name, max_steps_without_decrease,
+                             False, min_steps, run_every_steps)
+
+
+def stop_if_no_increase_hook(estimator: Any, metric_name: str, max_steps_without_increase: int,
+                             eval_dir: str | None = None, min_steps: int = 0,
+                             run_every_steps: int = 1) -> EarlyStoppingHook:
+    """Stops training when ``metric_name`` did not increase for that many steps."""
+    return EarlyStoppingHook(eval_dir or estimator.eval_dir(), metric_name, max_steps_without_increase,
+                             True, min_steps, run_every_steps)

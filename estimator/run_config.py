@@ -1,0 +1,87 @@
+"""RunConfig: where and how an Estimator runs (checkpoints, summaries, devices)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+class RunConfigError(ValueError):
+    """A RunConfig field has a value that cannot work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Run settings of an Estimator, with tf.estimator's names and defaults.
+
+    Attributes:
+      model_dir: where checkpoints, event files and exports go.
+      random_seed: seeds parameter init and the train rng (same seed, same run).
+      save_checkpoints_steps / save_checkpoints_secs: checkpoint cadence; at most
+        one may be set. With neither, a checkpoint every 600 seconds (tf's default).
+      keep_checkpoint_max: newest checkpoints kept (None keeps all).
+      save_summary_steps: TensorBoard scalars every N steps.
+      log_step_count_steps: ``loss = X, step = N`` log line every N steps.
+      steps_per_loop: train steps fused in one device call (``lax.scan``).
+      debug: run ``model_fn`` without ``jax.jit`` so print and pdb work.
+      param_sharding: "replicated" or "fsdp" (shard params over the data axis).
+      compute_dtype: dtype of matmuls (e.g. "bfloat16"), None for float32.
+      gradient_accumulation_steps: micro-batches summed into one update.
+      coordinator_address / num_processes / process_id: multi-process setup;
+        None means "from the environment or JAX's cluster detection".
+      prefetch_batches: groups of batches staged on the devices ahead of the step.
+    """
+
+    model_dir: str | None = None
+    random_seed: int = 0
+    save_checkpoints_steps: int | None = None
+    save_checkpoints_secs: float | None = None
+    keep_checkpoint_max: int | None = 5
+    save_summary_steps: int = 100
+    log_step_count_steps: int = 100
+    steps_per_loop: int = 1
+    debug: bool = False
+    param_sharding: str = "replicated"
+    compute_dtype: str | None = None
+    gradient_accumulation_steps: int = 1
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    prefetch_batches: int = 2
+
+    def __post_init__(self) -> None:
+        if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
+            raise RunConfigError(
+                "RunConfig: set save_checkpoints_steps or save_checkpoints_secs, not both "
+                f"(got {self.save_checkpoints_steps} steps and {self.save_checkpoints_secs} secs)."
+            )
+        for name in ("steps_per_loop", "save_summary_steps", "log_step_count_steps", "gradient_accumulation_steps", "prefetch_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "prefetch_batches" else 1):
+                raise RunConfigError(f"RunConfig.{name} must be a positive integer, got {value!r}.")
+        for name in ("save_checkpoints_steps", "keep_checkpoint_max"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise RunConfigError(f"RunConfig.{name} must be a positive integer or None, got {value!r}.")
+        if self.param_sharding not in ("replicated", "fsdp"):
+            raise RunConfigError(
+                f"RunConfig.param_sharding is {self.param_sharding!r}; expected 'replicated' or 'fsdp'."
+            )
+
+    @property
+    def checkpoint_every_secs(self) -> float | None:
+        """Seconds between checkpoints, applying tf.estimator's 600 s default."""
+        if self.save_checkpoints_steps is None and self.save_checkpoints_secs is None:
+            return 600.0
+        return self.save_checkpoints_secs
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """Returns a copy with the given fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise RunConfigError(f"RunConfig.replace got unknown field(s) {sorted(unknown)}.")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (saved beside the checkpoints)."""
+        return dataclasses.asdict(self)
