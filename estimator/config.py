@@ -1,0 +1,143 @@
+"""YAML run configs validated against typed dataclass schemas, with dotted overrides.
+
+``load_config("configs/taxi_fare.yaml", ["train.max_steps=2000"], schema)``
+reads the file with ``yaml.safe_load``, applies the overrides (values parsed
+as YAML, so ``model.hidden_units=[64,32]`` is a list), and builds the schema's
+dataclasses. An unknown key names the closest valid key; a wrong type names
+the key and the type expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override does not fit the schema; the message names the key."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(item)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping (section), got {type(value).__name__}.")
+        return _build(tp, value, key)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r}.")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"config key {key!r} must be one of {_type_name(tp)}, got {value!r}.")
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key!r} must be a {_type_name(tp)}, got {value!r}.")
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}.")
+        return dict(value)
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    elif tp is bool and isinstance(value, bool):
+        return value
+    elif tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r} ({type(value).__name__}).")
+
+
+def _build(schema: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), list(fields), n=1, cutoff=0.5)
+            hint = f" Did you mean {(prefix + '.' if prefix else '') + close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys here: {sorted(fields)}.")
+        kwargs[name] = _convert(value, hints[name], key)
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config section {prefix or '<top>'!r} is missing required key(s) {missing}.")
+    return schema(**kwargs)
+
+
+def apply_override(tree: dict[str, Any], override: str) -> None:
+    """Sets ``a.b.c=value`` in a nested dict; the value is parsed as YAML."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.path=value, e.g. train.max_steps=2000.")
+    path, raw = override.split("=", 1)
+    keys = path.strip().split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {k!r} is not a section.")
+        node = child
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_raw(path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The YAML file as a dict with the overrides applied (no validation)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = yaml.safe_load(f) or {}
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file {path!r} does not exist.") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {error}") from error
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path!r} must hold a mapping at the top level.")
+    for override in overrides or []:
+        apply_override(tree, override)
+    return tree
+
+
+def build(schema: type, tree: dict[str, Any]) -> Any:
+    """Validates a dict against a dataclass schema and returns the dataclass."""
+    return _build(schema, tree)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict (for saving the resolved config)."""
+    return dataclasses.asdict(config)
+
+
+def dump(config: Any, path: str) -> None:
+    """Writes the resolved config as YAML."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)

@@ -1,0 +1,136 @@
+"""TrainSpec, EvalSpec and train_and_evaluate (tf.estimator's semantics, plus every_n_steps).
+
+Training runs in chunks: a hook ends a chunk when an evaluation is due (every
+``every_n_steps`` steps, or ``throttle_secs`` after the last evaluation); the
+chunk's final checkpoint is then evaluated and the exporters run. Because the
+input position is checkpointed, the chunks see exactly the batches one
+uninterrupted ``train`` call would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from estimator.hooks import Hook, RunContext, RunValues
+
+log = logging.getLogger("estimator")
+
+
+class TrainSpec(NamedTuple):
+    """What to train on and for how long.
+
+    Attributes:
+      input_fn: the training input.
+      max_steps: absolute step to stop at (None: until the input ends).
+      hooks: extra hooks for the train loop.
+    """
+
+    input_fn: Callable
+    max_steps: int | None = None
+    hooks: Sequence[Hook] = ()
+
+
+class EvalSpec(NamedTuple):
+    """How and when to evaluate while training.
+
+    Attributes:
+      input_fn: the evaluation input.
+      steps: batches per evaluation (None: the whole input).
+      name: evaluation name (events under ``eval_<name>``).
+      hooks: hooks for the evaluation loop.
+      exporters: exporters run after each evaluation.
+      start_delay_secs: wait before the first evaluation (continuous evaluator only).
+      throttle_secs: at least this long between evaluations.
+      every_n_steps: also evaluate every N train steps (None: time-based only).
+    """
+
+    input_fn: Callable
+    steps: int | None = 100
+    name: str | None = None
+    hooks: Sequence[Hook] = ()
+    exporters: Sequence[Any] = ()
+    start_delay_secs: float = 120
+    throttle_secs: float = 600
+    every_n_steps: int | None = None
+
+
+class TrainAndEvaluateError(ValueError):
+    """train_and_evaluate was given specs it cannot run."""
+
+
+class _EvalDue(Hook):
+    """Ends a training chunk when an evaluation is due."""
+
+    def __init__(self, every_n_steps: int | None, throttle_secs: float, last_eval_time: float):
+        self._every = every_n_steps
+        self._throttle = throttle_secs
+        self._last_eval_time = last_eval_time
+        self._start_step = 0
+
+    def begin(self, run_context: RunContext, step: int) -> None:
+        """Remembers the chunk's first step."""
+        self._start_step = step
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Stops the chunk at an every_n_steps boundary or when the throttle time passed."""
+        by_steps = self._every and values.step // self._every != self._start_step // self._every
+        by_time = self._every is None and time.time() - self._last_eval_time >= self._throttle
+        if by_steps or by_time:
+            run_context.request_stop()
+
+
+def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[str, Any],
+                  is_the_final_export: bool) -> list[str]:
+    """Runs each exporter on the latest checkpoint; returns the paths written."""
+    paths = []
+    checkpoint = estimator.latest_checkpoint()
+    for exporter in exporters:
+        export_path = os.path.join(estimator.model_dir, "export", exporter.name)
+        path = exporter.export(estimator, export_path, checkpoint, eval_result, is_the_final_export)
+        if path:
+            paths.append(path)
+    return paths
+
+
+def _check_specs(train_spec: Any, eval_spec: Any) -> None:
+    if not isinstance(train_spec, TrainSpec):
+        raise TrainAndEvaluateError(f"train_spec must be a TrainSpec, got {type(train_spec).__name__}.")
+    if not isinstance(eval_spec, EvalSpec):
+        raise TrainAndEvaluateError(f"eval_spec must be an EvalSpec, got {type(eval_spec).__name__}.")
+    names = [getattr(e, "name", None) for e in eval_spec.exporters]
+    if len(set(names)) != len(names):
+        raise TrainAndEvaluateError(f"EvalSpec.exporters need distinct names, got {names}.")
+    if eval_spec.every_n_steps is not None and eval_spec.every_n_steps <= 0:
+        raise TrainAndEvaluateError(f"EvalSpec.every_n_steps must be positive, got {eval_spec.every_n_steps}.")
+
+
+def train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpec) -> tuple[dict, list[str]]:
+    """Trains ``estimator``, evaluating and exporting as ``eval_spec`` says.
+
+    Evaluates after a chunk of training when ``every_n_steps`` steps passed or
+    ``throttle_secs`` elapsed since the last evaluation, and always at the end.
+    Returns ``(final eval metrics, paths the exporters wrote at the end)``.
+    """
+    _check_specs(train_spec, eval_spec)
+    last_eval_time = time.time()
+    evaluated_step = None
+    metrics: dict[str, Any] = {}
+    exports: list[str] = []
+    while True:
+        before = estimator.latest_checkpoint()
+        due = _EvalDue(eval_spec.every_n_steps, eval_spec.throttle_secs, last_eval_time)
+        estimator.train(train_spec.input_fn, hooks=[*train_spec.hooks, due], max_steps=train_spec.max_steps)
+        after = estimator.latest_checkpoint()
+        step = int(os.path.basename(after)) if after else 0
+        finished = after == before or (train_spec.max_steps is not None and step >= train_spec.max_steps)
+        if step != evaluated_step:
+            metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
+                                         name=eval_spec.name)
+            exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=finished)
+            evaluated_step, last_eval_time = step, time.time()
+        if finished:
+            return metrics, exports
