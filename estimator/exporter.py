@@ -1,0 +1,145 @@
+"""Exporters for ``EvalSpec(exporters=...)``: when to export during training (tf.estimator's API).
+
+The caller (``train_and_evaluate``) calls, after each evaluation,
+``exporter.export(estimator, model_dir/export/<exporter.name>, checkpoint_path, eval_result,
+is_the_final_export)``; each returns the new export's path or None.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from estimator._export_dir import garbage_collect
+from estimator.export import Exportable, export_saved_model
+
+BEST_EVAL_FILE = "best_eval.json"
+
+
+class ExporterError(ValueError):
+    """An exporter was misconfigured or given an eval result it cannot compare."""
+
+
+class Exporter:
+    """Base class: ``export(...) -> path | None``; subclasses decide when to export."""
+
+    def __init__(self, name: str, serving_input: Any, exports_to_keep: int | None = 5, as_text: bool = False):
+        if not name or "/" in name:
+            raise ExporterError(f"Exporter name {name!r} must be a non-empty directory name (no '/').")
+        if exports_to_keep is not None and exports_to_keep < 1:
+            raise ExporterError(f"exports_to_keep must be None or >= 1, got {exports_to_keep}.")
+        self._name = name
+        self._serving_input = serving_input
+        self._exports_to_keep = exports_to_keep
+        self._as_text = as_text
+
+    @property
+    def name(self) -> str:
+        """Directory name under ``model_dir/export/``."""
+        return self._name
+
+    def _export(self, estimator: Exportable, export_path: str, checkpoint_path: str | None) -> str:
+        path = export_saved_model(estimator, export_path, self._serving_input, checkpoint_path, as_text=self._as_text)
+        garbage_collect(export_path, self._exports_to_keep)
+        return path
+
+    def export(
+        self,
+        estimator: Exportable,
+        export_path: str,
+        checkpoint_path: str | None,
+        eval_result: Mapping[str, Any] | None,
+        is_the_final_export: bool,
+    ) -> str | None:
+        """Exports (or not) after an evaluation; returns the export path or None."""
+        raise NotImplementedError
+
+
+class LatestExporter(Exporter):
+    """Exports after every evaluation, keeping the newest ``exports_to_keep``."""
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        return self._export(estimator, export_path, checkpoint_path)
+
+
+class FinalExporter(Exporter):
+    """Exports once, after the final evaluation."""
+
+    def __init__(self, name: str, serving_input: Any, as_text: bool = False):
+        super().__init__(name, serving_input, exports_to_keep=None, as_text=as_text)
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        return self._export(estimator, export_path, checkpoint_path) if is_the_final_export else None
+
+
+def _metric_smaller(metric_key: str) -> Callable[[Mapping, Mapping], bool]:
+    def compare(best: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+        for which, result in (("best", best), ("current", current)):
+            if metric_key not in result:
+                raise ExporterError(
+                    f"BestExporter compares eval metric {metric_key!r}, missing from the {which} eval "
+                    f"result (keys: {sorted(result)}); pass metric_key= or compare_fn=."
+                )
+        return float(current[metric_key]) < float(best[metric_key])
+
+    return compare
+
+
+class BestExporter(Exporter):
+    """Exports when the eval result beats the best so far; the best survives restarts.
+
+    Args:
+      compare_fn: ``fn(best_eval_result, current_eval_result) -> bool`` (True: current is
+        better); default: ``metric_key`` smaller is better.
+      metric_key: eval metric compared by the default compare_fn.
+    The best eval result is kept as JSON in ``<export_path>/best_eval.json``.
+    """
+
+    def __init__(
+        self,
+        name: str = "best_exporter",
+        serving_input: Any = None,
+        compare_fn: Callable[[Mapping, Mapping], bool] | None = None,
+        metric_key: str = "average_loss",
+        exports_to_keep: int | None = 5,
+        as_text: bool = False,
+    ):
+        if serving_input is None:
+            raise ExporterError("BestExporter needs a serving_input (feature spec or function).")
+        super().__init__(name, serving_input, exports_to_keep, as_text)
+        self._compare = compare_fn or _metric_smaller(metric_key)
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        if eval_result is None:
+            raise ExporterError("BestExporter.export needs the eval_result of the evaluation.")
+        current = _jsonable(eval_result)
+        best_file = os.path.join(export_path, BEST_EVAL_FILE)
+        best = None
+        if os.path.isfile(best_file):
+            with open(best_file) as f:
+                best = json.load(f)["eval_result"]
+        if best is not None and not self._compare(best, current):
+            return None
+        path = self._export(estimator, export_path, checkpoint_path)
+        tmp = best_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"eval_result": current, "export": os.path.basename(path)}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, best_file)
+        return path
+
+
+def _jsonable(eval_result: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalars (numpy / jax arrays too) as floats or ints; other values dropped."""
+    out = {}
+    for k, v in eval_result.items():
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            continue
+        out[str(k)] = int(x) if isinstance(v, int) else (x if math.isfinite(x) else str(x))
+    return out

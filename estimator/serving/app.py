@@ -1,0 +1,170 @@
+"""The model server as a Starlette ASGI app speaking TensorFlow Serving's REST API.
+
+Routes: ``GET /v1/models/<name>[/versions/<v>]`` (status), ``.../metadata`` (signature),
+``POST /v1/models/<name>[/versions/<v>]:predict``; ``GET /monitoring/prometheus/metrics``
+and ``/metrics``. Every error is ``{"error": message}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from estimator._predictor import Predictor, PredictorInputError
+from estimator.serving import _rest
+from estimator.serving._batcher import Batcher, Unbatched
+from estimator.serving._metrics import Metrics
+from estimator.serving._rest import ServingError
+from estimator.serving._versions import ServedVersion, VersionManager
+
+log = logging.getLogger("estimator.serving")
+
+_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:(?P<meta>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Model server settings (the command-line flags of ``python -m estimator.serving``)."""
+
+    model_name: str
+    model_base_path: str
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 0
+    enable_batching: bool = True
+    max_body_bytes: int = 4 * 1024 * 1024
+    poll_secs: float = 2.0
+    retire_grace_secs: float = 30.0
+
+
+class _Server:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.metrics = Metrics(config.model_name)
+        self.executor = ThreadPoolExecutor(max_workers=1 if config.enable_batching else 4,
+                                           thread_name_prefix="predict")
+        self.versions = VersionManager(config.model_base_path, self._make_batcher, config.max_batch_size)
+
+    def _make_batcher(self, predictor: Predictor) -> Batcher | Unbatched:
+        if not self.config.enable_batching:
+            return Unbatched(predictor.predict_columns, self.executor, self.metrics.observe_batch)
+        return Batcher(predictor.predict_columns, self.executor, self.config.max_batch_size,
+                       self.config.batch_timeout_micros / 1e6, self.metrics.observe_batch)
+
+    async def refresh(self) -> None:
+        old = await asyncio.to_thread(self.versions.refresh)
+        current = self.versions.current
+        self.metrics.version = current.version if current else 0
+        if old is not None:  # in-flight requests finish on it; then its worker exits
+            asyncio.get_running_loop().call_later(self.config.retire_grace_secs, old.batcher.close)
+
+    async def poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_secs)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - keep polling whatever happens
+                log.exception("Polling %s failed.", self.config.model_base_path)
+
+    def served(self, name: str, version: str | None) -> ServedVersion:
+        if name != self.config.model_name:
+            raise ServingError(404, f"Model {name!r} not found; this server serves {self.config.model_name!r}.")
+        current = self.versions.current
+        if current is None:
+            raise ServingError(503, f"No complete version of model {name!r} under {self.config.model_base_path!r} yet.")
+        if version is not None and version != str(current.version):
+            raise ServingError(404, f"Version {version!r} of model {name!r} is not loaded; available: {current.version}.")
+        return current
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ServingError(413, f"Request body of {declared} bytes is over the limit of {limit} bytes.")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ServingError(413, f"Request body is over the limit of {limit} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def models(self, request: Request) -> Response:
+        start = time.perf_counter()
+        api, status = "unknown", 500
+        try:
+            m = _PATH.match(request.url.path)
+            if m is None:
+                raise ServingError(404, f"No such endpoint {request.url.path!r}.")
+            served = self.served(m["name"], m["version"])
+            verb = m["verb"]
+            if verb is not None:
+                api = verb
+                if verb != "predict":
+                    raise ServingError(404, f"Method {verb!r} is not supported; use :predict.")
+                if request.method != "POST":
+                    raise ServingError(405, ":predict takes POST.")
+                columns, row_format = _rest.parse_predict(await self.read_body(request), served.predictor.inputs)
+                outputs = await served.batcher.submit(columns)
+                body = _rest.format_predictions(outputs, row_format)
+            elif m["meta"]:
+                api = "metadata"
+                body = _rest.metadata(self.config.model_name, served.version, served.predictor.signature)
+            else:
+                api = "status"
+                body = _rest.version_status([served.version])
+            status = 200
+            return JSONResponse(body)
+        except ServingError as e:
+            status = e.status
+            return JSONResponse({"error": e.message}, status_code=e.status)
+        except PredictorInputError as e:
+            status = 400
+            return JSONResponse({"error": str(e)}, status_code=400)
+        except Exception as e:  # noqa: BLE001 - answer 500, stay up
+            log.exception("Request to %s failed.", request.url.path)
+            return JSONResponse({"error": f"Internal error: {type(e).__name__}: {e}"}, status_code=500)
+        finally:
+            self.metrics.observe_request(api, status, time.perf_counter() - start)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def not_found(self, request: Request) -> Response:
+        return JSONResponse({"error": f"No such endpoint {request.url.path!r}."}, status_code=404)
+
+
+def build_app(config: ServerConfig) -> Starlette:
+    """Returns the ASGI app serving ``config.model_name`` from ``config.model_base_path``."""
+    server = _Server(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        await server.refresh()
+        poller = asyncio.create_task(server.poll_forever())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            server.executor.shutdown(wait=False, cancel_futures=True)
+
+    routes = [
+        Route("/v1/models/{path:path}", server.models, methods=["GET", "POST"]),
+        Route("/monitoring/prometheus/metrics", server.metrics_page),
+        Route("/metrics", server.metrics_page),
+        Route("/{path:path}", server.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return app
