@@ -1,0 +1,227 @@
+"""Feature columns: host-side ids (vs TensorFlow's published values), device-side layers vs numpy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from estimator import feature_column as fc
+from estimator import nn
+from estimator._fingerprint import fingerprint64, fingerprint_cat64
+
+# Reference values. Fingerprint64("Hello"/"World"): tensorflow/core/platform/fingerprint_test.cc.
+# The others: the farmhashna::Hash64 vectors of github.com/tecnickcom/farmhash64 (python tests),
+# covering every length branch (0, 1-3, 4-7, 8-16, 17-32, 33-64, >64 bytes).
+FINGERPRINTS = [
+    ("Hello", 15404698994557526151), ("World", 18308117990299812472),
+    ("", 0x9AE16A3B2F90404F), ("a", 0xB3454265B6DF75E3), ("abc", 0x24A5B3A074E7F369),
+    ("abcde", 0xC22F4663E54E04D4), ("abcdefghi", 0x332C8ED4DAE5BA42),
+    ("0123456789=012345", 0x46A7416ED4861E3B), ("C is as portable as Stonehedge!!", 0xB944F8A16261E414),
+    ("I wouldn't marry him with a ten foot pole.", 0xA9961670CE2A46D9),
+    ("For every action there is an equal and opposite government program.", 0x55182F8859ECA4CE),
+    ("The fugacity of a constituent in a mixture of gases at a given temperature is proportional "
+     "to its mole fraction.  Lewis-Randall Rule", 0x098EFF6958C5E91A),
+]
+
+
+def test_fingerprint64_matches_tensorflow_and_farmhash_reference_values():
+    strings = np.array([s for s, _ in FINGERPRINTS], dtype=object)
+    got = fingerprint64(strings)
+    assert [int(g) for g in got] == [v for _, v in FINGERPRINTS]
+    # bytes, str and 2-D inputs hash alike
+    assert int(fingerprint64(np.array([[b"Hello"]]))[0, 0]) == FINGERPRINTS[0][1]
+
+
+def test_hash_bucket_matches_tf_to_hash_bucket_fast_doc_example():
+    # tf.strings.to_hash_bucket_fast(["Hello", "TensorFlow", "2.x"], 3) -> [0, 2, 2] (TF API docs)
+    col = fc.categorical_column_with_hash_bucket("w", 3)
+    ids = fc.transform_features({"w": np.array(["Hello", "TensorFlow", "2.x", ""])}, [col])["w__ids"]
+    np.testing.assert_array_equal(ids[:, 0], [0, 2, 2, -1])
+
+
+def test_crossed_hash_matches_tf_sparse_cross_hashed():
+    # tensorflow/python/kernel_tests/sparse_ops/sparse_cross_op_test.py:
+    # test_hashed_zero_bucket_no_hash_key -> 1971693436396284976, test_hashed_no_hash_key -> 83.
+    h = np.uint64(fc.DEFAULT_HASH_KEY)
+    for s in ["batch1-FC1-F1", "batch1-FC2-F1", "batch1-FC3-F1"]:
+        h = fingerprint_cat64(h, fingerprint64(np.array([s]))[0])
+    assert int(h) % (2**63 - 1) == 1971693436396284976
+    col = fc.crossed_column(["a", "b", "c"], 100)
+    feats = {"a": np.array(["batch1-FC1-F1"]), "b": np.array(["batch1-FC2-F1"]),
+             "c": np.array(["batch1-FC3-F1"])}
+    assert fc.transform_features(feats, [col])["a_X_b_X_c__ids"].tolist() == [[83]]
+
+
+def test_hash_ids_are_the_same_in_another_process():
+    code = ("import numpy as np; from estimator import feature_column as fc; "
+            "c = fc.crossed_column([fc.categorical_column_with_hash_bucket('w', 1000), 'n'], 10**6); "
+            "print(fc.transform_features({'w': np.array(['x', 'yy']), 'n': np.array([3, 4])}, [c])"
+            "['n_X_w__ids'].ravel().tolist())")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout for seed in (1, 2)}
+    col = fc.crossed_column([fc.categorical_column_with_hash_bucket("w", 1000), "n"], 10**6)
+    here = fc.transform_features({"w": np.array(["x", "yy"]), "n": np.array([3, 4])}, [col])
+    assert runs == {f"{here['n_X_w__ids'].ravel().tolist()}\n"}
+
+
+def test_crossed_column_is_cartesian_with_missing_entries_dropped():
+    col = fc.crossed_column(["a", "b"], 50)
+    feats = {"a": np.array([["x", "y"], ["x", ""]]), "b": np.array([[1, 2], [-1, -1]])}
+    ids = fc.transform_features(feats, [col])["a_X_b__ids"]
+    assert ids.shape == (2, 4)
+    assert (ids[0] >= 0).all() and (ids[1] == -1).all()
+    # first cross of row 0 is (x, 1): categorical order is "strings fingerprinted, ints as is"
+    fp = fingerprint_cat64(fingerprint_cat64(np.uint64(fc.DEFAULT_HASH_KEY), fingerprint64(np.array(["x"]))[0]),
+                           np.uint64(1))
+    assert ids[0, 0] == int(fp) % 50
+
+
+def test_bucketize_is_bisect_right():
+    col = fc.bucketized_column(fc.numeric_column("x"), [0.0, 1.0, 2.5])
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.49, 2.5, 100.0], np.float32)
+    expected = np.searchsorted([0.0, 1.0, 2.5], x, side="right")
+    np.testing.assert_array_equal(expected, [0, 1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(col.host_ids({"x": x})[:, 0], expected)
+    ids, _ = col.device_ids({"x": x})
+    np.testing.assert_array_equal(np.asarray(ids)[:, 0], expected)
+    np.testing.assert_array_equal(np.asarray(col.dense({"x": x})), np.eye(4)[expected])
+
+
+def test_bucketized_multi_dimensional_offsets_ids_per_dimension():
+    col = fc.bucketized_column(fc.numeric_column("x", shape=2), [0.0])
+    ids, _ = col.device_ids({"x": np.array([[-1.0, 1.0]], np.float32)})
+    assert np.asarray(ids).tolist() == [[0, 3]] and col.num_buckets == 4
+
+
+def test_vocabulary_ids_oov_buckets_and_default_value():
+    vocab = ["Sun", "Mon", "Tue"]
+    oov = fc.categorical_column_with_vocabulary_list("d", vocab, num_oov_buckets=4)
+    dflt = fc.categorical_column_with_vocabulary_list("d", vocab, default_value=2)
+    x = {"d": np.array(["Mon", "Fri", "", "Sun"], dtype=object)}
+    fri = 3 + int(fingerprint64(np.array(["Fri"]))[0] % np.uint64(4))
+    np.testing.assert_array_equal(oov.host_ids(x)[:, 0], [1, fri, -1, 0])
+    np.testing.assert_array_equal(dflt.host_ids(x)[:, 0], [1, 2, -1, 0])
+    ints = fc.categorical_column_with_vocabulary_list("n", [10, 20])
+    np.testing.assert_array_equal(ints.host_ids({"n": np.array([20, 5, -1])})[:, 0], [1, -1, -1])
+    with pytest.raises(fc.FeatureColumnError, match="duplicate"):
+        fc.categorical_column_with_vocabulary_list("d", ["a", "a"])
+
+
+def test_vocabulary_file_is_embedded_in_the_config(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("red\ngreen\nblue\n")
+    col = fc.categorical_column_with_vocabulary_file("color", str(path), vocabulary_size=2)
+    path.unlink()
+    (restored,) = fc.columns_from_config(json.loads(json.dumps(fc.columns_to_config([col]))))
+    np.testing.assert_array_equal(restored.host_ids({"color": np.array(["green", "blue"])})[:, 0], [1, -1])
+
+
+def test_identity_out_of_range_raises_or_uses_default():
+    col = fc.categorical_column_with_identity("h", 24)
+    with pytest.raises(fc.FeatureColumnError, match="outside"):
+        col.host_ids({"h": np.array([3, 24])})
+    col = fc.categorical_column_with_identity("h", 24, default_value=0)
+    np.testing.assert_array_equal(col.host_ids({"h": np.array([3, 24, -1])})[:, 0], [3, 0, -1])
+
+
+def _apply(fn, features, params=None):
+    model = nn.transform(fn)
+    if params is None:
+        params, _ = model.init(0, features)
+    return model.apply(params, {}, None, features)[0], params
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+def test_embedding_combiners_with_weights_match_numpy(combiner):
+    cat = fc.categorical_column_with_identity("ids", 4)
+    col = fc.embedding_column(fc.weighted_categorical_column(cat, "w"), 2, combiner=combiner)
+    raw = {"ids": np.array([[0, 2, -1], [-1, -1, -1]]), "w": np.array([[1.0, 3.0, 7.0], [1.0, 1.0, 1.0]])}
+    feats = fc.transform_features(raw, [col])
+    table = np.arange(8, dtype=np.float32).reshape(4, 2)
+    params = {"input_layer": {"ids_weighted_by_w_embedding": {"embedding_weights": table}}}
+    out, _ = _apply(lambda f: fc.input_layer(f, [col]), feats, params)
+    total = 1.0 * table[0] + 3.0 * table[2]
+    denom = {"sum": 1.0, "mean": 4.0, "sqrtn": np.sqrt(10.0)}[combiner]
+    np.testing.assert_allclose(np.asarray(out), [total / denom, [0.0, 0.0]], rtol=1e-6)
+
+
+def test_embedding_default_init_is_truncated_normal_with_stddev_1_over_sqrt_dim():
+    col = fc.embedding_column(fc.categorical_column_with_identity("i", 2000), 4)
+    feats = fc.transform_features({"i": np.array([1])}, [col])
+    _, params = _apply(lambda f: fc.input_layer(f, [col]), feats)
+    table = np.asarray(params["input_layer"]["i_embedding"]["embedding_weights"])
+    assert table.shape == (2000, 4) and np.abs(table).max() <= 2 * 0.5 + 1e-6
+    assert 0.3 < table.std() < 0.5  # a N(0, 0.5) truncated at 2 sigma has std 0.44
+
+
+def test_indicator_counts_and_input_layer_order_by_name():
+    color = fc.categorical_column_with_vocabulary_list("color", ["r", "g", "b"])
+    cols = [fc.numeric_column("z", normalizer_fn=lambda x: x * 10), fc.indicator_column(color),
+            fc.numeric_column("a", shape=2)]
+    raw = {"color": np.array([["r", "r", "b"], ["", "", ""]]), "z": np.array([1.0, 2.0]),
+           "a": np.array([[5.0, 6.0], [7.0, 8.0]])}
+    out, params = _apply(lambda f: fc.input_layer(f, cols), fc.transform_features(raw, cols))
+    assert params == {}
+    # sorted names: a, color_indicator, z
+    np.testing.assert_allclose(np.asarray(out), [[5, 6, 2, 0, 1, 10], [7, 8, 0, 0, 0, 20]])
+
+
+def test_input_layer_rejects_categorical_columns():
+    col = fc.categorical_column_with_identity("i", 3)
+    with pytest.raises(fc.FeatureColumnError, match="embedding_column or indicator_column"):
+        _apply(lambda f: fc.input_layer(f, [col]), fc.transform_features({"i": np.array([1])}, [col]))
+
+
+def test_linear_model_matches_numpy_with_names_and_sparse_combiner():
+    b = fc.bucketized_column(fc.numeric_column("x"), [0.0, 1.0])
+    tags = fc.categorical_column_with_vocabulary_list("tags", ["a", "b", "c"])
+    cols = [fc.numeric_column("n"), b, tags]
+    raw = {"x": np.array([-1.0, 0.5]), "n": np.array([2.0, 3.0]), "tags": np.array([["a", "c"], ["b", ""]])}
+    feats = fc.transform_features(raw, cols)
+    w_b, w_t = np.array([[1.0], [2.0], [3.0]]), np.array([[10.0], [20.0], [30.0]])
+    params = {"linear_model": {"n": {"weights": np.array([[0.5]])}, "x_bucketized": {"weights": w_b},
+                               "tags": {"weights": w_t}, "bias_weights": np.array([0.25])}}
+    for combiner, tag_part in (("sum", [40.0, 20.0]), ("mean", [20.0, 20.0]),
+                               ("sqrtn", [40.0 / np.sqrt(2), 20.0])):
+        out, _ = _apply(lambda f, c=combiner: fc.linear_model(f, cols, sparse_combiner=c), feats, params)
+        expected = np.array([2.0 * 0.5, 3.0 * 0.5]) + np.array([1.0, 2.0]) + np.array(tag_part) + 0.25
+        np.testing.assert_allclose(np.asarray(out)[:, 0], expected, rtol=1e-6)
+
+
+def test_transform_passes_numbers_through_drops_strings_and_fills_defaults():
+    cols = [fc.numeric_column("p", default_value=1.5), fc.numeric_column("engineered")]
+    out = fc.transform_features({"k": np.array(["a", "b"]), "n": np.array([1, 2], np.int64)}, cols)
+    assert set(out) == {"n", "p"} and out["n"].dtype == np.int32
+    np.testing.assert_array_equal(out["p"], [[1.5], [1.5]])
+    # a key produced on the device (feature_engineering_fn) is not required on the host
+    with pytest.raises(fc.FeatureColumnError, match="engineered"):
+        _apply(lambda f: fc.input_layer(f, cols), out)
+
+
+def test_config_round_trip_gives_equal_columns_and_ids():
+    day = fc.categorical_column_with_vocabulary_list("day", ["Sun", "Mon"], num_oov_buckets=1)
+    lat = fc.bucketized_column(fc.numeric_column("lat"), [40.0, 41.0])
+    cols = [fc.embedding_column(fc.crossed_column([lat, day, "hour"], 97), 3, combiner="sum"),
+            fc.indicator_column(fc.categorical_column_with_hash_bucket("w", 5)), lat,
+            fc.embedding_column(fc.categorical_column_with_identity("i", 4, default_value=0), 2)]
+    config = json.loads(json.dumps(fc.preprocessing_config(cols)))
+    assert fc.columns_from_config(config["feature_columns"]) == cols
+    raw = {"day": np.array(["Mon", "Wed"]), "lat": np.array([40.5, 39.0]), "hour": np.array([3, 7]),
+           "w": np.array(["x", "y"]), "i": np.array([1, 9])}
+    a, b = fc.transform_features(raw, cols), fc.apply_preprocessing(config, raw)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_gradients_flow_into_embeddings_under_jit():
+    col = fc.embedding_column(fc.categorical_column_with_identity("i", 3), 2)
+    feats = fc.transform_features({"i": np.array([0, 2])}, [col])
+    model = nn.transform(lambda f: fc.input_layer(f, [col]).sum())
+    params, _ = model.init(0, feats)
+    grads = jax.jit(jax.grad(lambda p: model.apply(p, {}, None, feats)[0]))(params)
+    g = np.asarray(grads["input_layer"]["i_embedding"]["embedding_weights"])
+    np.testing.assert_allclose(g, [[1, 1], [0, 0], [1, 1]])
