@@ -127,9 +127,12 @@ def load_raw(path: str, overrides: list[str] | None = None) -> dict[str, Any]:
     return tree
 
 
-def build(schema: type, tree: dict[str, Any]) -> Any:
-    """Validates a dict against a dataclass schema and returns the dataclass."""
-    return _build(schema, tree)
+def build(schema: type, tree: dict[str, Any], prefix: str = "") -> Any:
+    """Validates a dict against a dataclass schema and returns the dataclass.
+
+    ``prefix`` is the dotted key of the section, used in error messages.
+    """
+    return _build(schema, tree, prefix)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

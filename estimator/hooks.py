@@ -225,3 +225,25 @@ def stop_if_no_increase_hook(estimator: Any, metric_name: str, max_steps_without
     """Stops training when ``metric_name`` did not increase for that many steps."""
     return EarlyStoppingHook(eval_dir or estimator.eval_dir(), metric_name, max_steps_without_increase,
                              True, min_steps, run_every_steps)
+
+
+class ProgressHook(Hook):
+    """A tqdm progress bar of steps done out of ``max_steps``, with rate and time left."""
+
+    def __init__(self, max_steps: int | None):
+        self._total = max_steps
+        self._bar: Any = None
+
+    def begin(self, run_context: RunContext, step: int) -> None:
+        """Opens the bar at the starting (possibly resumed) step."""
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self._total, initial=step, unit="step", dynamic_ncols=True, mininterval=1.0)
+
+    def after_run(self, run_context: RunContext, values: RunValues) -> None:
+        """Advances the bar by the steps the call ran."""
+        self._bar.update(values.steps)
+
+    def end(self, run_context: RunContext, step: int) -> None:
+        """Closes the bar."""
+        self._bar.close()

@@ -1,0 +1,166 @@
+"""The config of a runnable task (model + data + run + train/eval/export) and its model registry.
+
+A task config is a YAML file with sections ``model``, ``data``, ``run``,
+``train``, ``eval`` and ``export``; ``model.name`` picks a module in ``models/``
+that supplies the schema of ``model`` and ``data`` and builds the Estimator,
+the input functions and the serving input. Scripts in ``scripts/`` share it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib
+import os
+from typing import Any
+
+from estimator import RunConfig
+from estimator.config import ConfigError, build, load_raw
+
+MODELS = {"taxi_fare": "models.taxi_fare"}
+
+
+@dataclasses.dataclass
+class RunSection:
+    """``run:``: where the model lives and the RunConfig fields a config may set."""
+
+    model_dir: str = "runs/model"
+    random_seed: int = 0
+    save_checkpoints_steps: int | None = 1000
+    save_summary_steps: int = 100
+    log_step_count_steps: int = 100
+    keep_checkpoint_max: int = 5
+    steps_per_loop: int = 1
+
+    def run_config(self) -> RunConfig:
+        """The RunConfig these settings describe."""
+        return RunConfig(**dataclasses.asdict(self))
+
+
+@dataclasses.dataclass
+class TrainSection:
+    """``train:``: how long to train."""
+
+    max_steps: int = 1000
+
+
+@dataclasses.dataclass
+class EvalSection:
+    """``eval:``: how much and how often to evaluate while training."""
+
+    steps: int | None = None
+    every_n_steps: int | None = None
+    throttle_secs: float = 600.0
+    name: str | None = None
+
+
+@dataclasses.dataclass
+class ExportSection:
+    """``export:``: which exporters run after evaluations."""
+
+    enabled: bool = True
+    exporters: list[str] = dataclasses.field(default_factory=lambda: ["best", "final"])
+    exports_to_keep: int = 3
+
+
+def model_module(name: str) -> Any:
+    """The module registered for ``model.name``."""
+    if name not in MODELS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(MODELS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config key 'model.name' is {name!r}, which is not a known model.{hint} Known: {sorted(MODELS)}.")
+    return importlib.import_module(MODELS[name])
+
+
+@dataclasses.dataclass
+class TaskConfig:
+    """A validated task config; ``module`` is the model's module (not part of the YAML)."""
+
+    model: Any
+    data: Any
+    run: RunSection
+    train: TrainSection
+    eval: EvalSection
+    export: ExportSection
+    module: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (saved into model_dir)."""
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "module"}
+
+
+SECTIONS = ("model", "data", "run", "train", "eval", "export")
+
+
+def load_task_config(path: str, overrides: list[str] | None = None, check_files: bool = True) -> TaskConfig:
+    """Reads, overrides and validates a task config; checks its data files exist."""
+    tree = load_raw(path, overrides)
+    unknown = [k for k in tree if k not in SECTIONS]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], SECTIONS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config section {unknown[0]!r} in {path}.{hint} Valid sections: {list(SECTIONS)}.")
+    model_tree = dict(tree.get("model") or {})
+    module = model_module(model_tree.get("name", ""))
+    config = TaskConfig(
+        model=_section(module.ModelParams, model_tree, "model"),
+        data=_section(module.DataParams, tree.get("data") or {}, "data"),
+        run=_section(RunSection, tree.get("run") or {}, "run"),
+        train=_section(TrainSection, tree.get("train") or {}, "train"),
+        eval=_section(EvalSection, tree.get("eval") or {}, "eval"),
+        export=_section(ExportSection, tree.get("export") or {}, "export"),
+        module=module,
+    )
+    if check_files:
+        for key in ("train_files", "eval_files"):
+            pattern = getattr(config.data, key, None)
+            if pattern and not glob.glob(os.path.expanduser(pattern)):
+                raise ConfigError(
+                    f"config key 'data.{key}' = {pattern!r} matches no file (from {os.getcwd()}); "
+                    "generate data with scripts/make_taxi_data.py or fix the path."
+                )
+    return config
+
+
+def _section(schema: type, values: Any, name: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {name!r} must be a mapping, got {values!r}.")
+    return build(schema, values, name)
+
+
+def build_estimator(config: TaskConfig) -> Any:
+    """The Estimator the config describes."""
+    return config.module.build_estimator(config.model, config.data, config.run.run_config())
+
+
+def input_fn(config: TaskConfig, mode: str) -> Any:
+    """The input_fn of ``mode`` (train reads ``data.train_files``, eval/predict ``data.eval_files``)."""
+    return config.module.input_fn(config.data, mode, seed=config.run.random_seed)
+
+
+def serving_input(config: TaskConfig) -> Any:
+    """What a serving client sends for this model (raw columns only)."""
+    return config.module.serving_input(config.data)
+
+
+def exporters(config: TaskConfig) -> list[Any]:
+    """Exporters named in ``export.exporters`` (latest, best, final)."""
+    from estimator.exporter import BestExporter, FinalExporter, LatestExporter
+
+    if not config.export.enabled:
+        return []
+    spec = serving_input(config)
+    keep = config.export.exports_to_keep
+    makers = {
+        "latest": lambda: LatestExporter("latest", spec, exports_to_keep=keep),
+        "best": lambda: BestExporter("best", spec, exports_to_keep=keep),
+        "final": lambda: FinalExporter("final", spec),
+    }
+    unknown = [e for e in config.export.exporters if e not in makers]
+    if unknown:
+        raise ConfigError(f"config key 'export.exporters' has unknown {unknown}; choose from {sorted(makers)}.")
+    return [makers[name]() for name in config.export.exporters]
