@@ -1,0 +1,125 @@
+"""Feed-forward networks: ``DNNRegressor``, ``DNNClassifier``, ``DNNEstimator`` (tf.estimator's).
+
+The network is ``input_layer`` (dense columns concatenated by name) ->
+``hiddenlayer_i`` (Dense + activation, then dropout in training, then batch
+norm if asked) -> ``logits``. Parameter names follow tf: ``dnn/hiddenlayer_0/kernel``,
+``dnn/hiddenlayer_0/bias``, ``dnn/hiddenlayer_0/batchnorm_0/gamma``,
+``dnn/logits/kernel``, ``dnn/input_from_feature_columns/input_layer/<col>_embedding/embedding_weights``.
+Kernels start glorot-uniform, biases zero (tf's defaults). Default optimizer:
+Adagrad with learning rate 0.05 (tf's ``_LEARNING_RATE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import optax
+
+from estimator import feature_column as fc
+from estimator import nn
+from estimator.canned._canned import CannedEstimator, classification_head, regression_head
+from estimator.canned.head import Head, LossReduction
+from estimator.canned.optimizers import get_optimizer
+from estimator.run_config import RunConfig
+from estimator.spec import ModeKeys
+
+__all__ = ["DNNClassifier", "DNNEstimator", "DNNRegressor", "dnn_logits"]
+
+LEARNING_RATE = 0.05  # tf.estimator dnn.py _LEARNING_RATE
+BATCH_NORM_MOMENTUM = 0.999  # tf.estimator dnn.py batch norm layers
+
+
+def _check_hidden_units(hidden_units: Sequence[int], dropout: float | None) -> tuple[int, ...]:
+    units = tuple(int(u) for u in hidden_units)
+    if not units or min(units) < 1:
+        raise ValueError(f"hidden_units must be a non-empty list of positive ints, got {list(hidden_units)}.")
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1) or None, got {dropout}.")
+    return units
+
+
+def dnn_logits(features: Mapping[str, Any], feature_columns: Iterable[fc.FeatureColumn],
+               hidden_units: Sequence[int], units: int, activation_fn: str | Callable = "relu",
+               dropout: float | None = None, batch_norm: bool = False, training: bool = False) -> jax.Array:
+    """``[batch, units]`` logits of the tf.estimator DNN (scope ``dnn``)."""
+    with nn.scope("dnn"):
+        with nn.scope("input_from_feature_columns"):
+            net = fc.input_layer(features, feature_columns)
+        for i, width in enumerate(hidden_units):
+            net = nn.Dense(width, activation=activation_fn, name=f"hiddenlayer_{i}")(net)
+            if dropout and training:
+                net = nn.Dropout(dropout, name=f"dropout_{i}")(net, training=True)
+            if batch_norm:
+                with nn.scope(f"hiddenlayer_{i}"):
+                    net = nn.BatchNorm(BATCH_NORM_MOMENTUM, name=f"batchnorm_{i}")(net, training=training)
+        return nn.Dense(units, name="logits")(net)
+
+
+class DNNEstimator(CannedEstimator):
+    """tf ``DNNEstimator``: a feed-forward network with any head.
+
+    Args:
+      head: a ``Head``.
+      hidden_units: widths of the hidden layers, e.g. ``[64, 32]``.
+      feature_columns: dense columns (numeric, bucketized, embedding, indicator).
+      optimizer: name, ``{"name": ..., ...}``, optax transformation or callable; default Adagrad.
+      activation_fn: hidden activation (callable or ``jax.nn`` name), relu by default.
+      dropout: fraction of units dropped in training after each hidden layer.
+      batch_norm: batch normalisation after each hidden layer.
+      learning_rate: rate of a named optimizer (default 0.05, tf's).
+      feature_engineering_fn: device-side ``features -> features`` before the columns.
+    """
+
+    def __init__(self, head: Head, hidden_units: Sequence[int], feature_columns: Iterable[fc.FeatureColumn],
+                 model_dir: str | None = None, optimizer: Any = "Adagrad",
+                 activation_fn: str | Callable = "relu", dropout: float | None = None,
+                 config: RunConfig | None = None, warm_start_from: Any = None, batch_norm: bool = False,
+                 learning_rate: float | None = None, feature_engineering_fn: Any = None):
+        columns = list(feature_columns)
+        if not columns:
+            raise fc.FeatureColumnError("DNNEstimator needs at least one feature column.")
+        self._columns = columns
+        self._hidden_units = _check_hidden_units(hidden_units, dropout)
+        self._activation_fn, self._dropout, self._batch_norm = activation_fn, dropout, bool(batch_norm)
+        self._optimizer_spec = (optimizer, learning_rate)
+        get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
+
+    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
+        return dnn_logits(features, self._columns, self._hidden_units, self._head.logits_dimension,
+                          self._activation_fn, self._dropout, self._batch_norm, mode == ModeKeys.TRAIN)
+
+    def _train_optimizer(self) -> optax.GradientTransformation:
+        optimizer, learning_rate = self._optimizer_spec
+        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+
+
+class DNNRegressor(DNNEstimator):
+    """tf ``DNNRegressor``: a feed-forward network regressing ``label_dimension`` targets."""
+
+    def __init__(self, hidden_units: Sequence[int], feature_columns: Iterable[fc.FeatureColumn],
+                 model_dir: str | None = None, label_dimension: int = 1, weight_column: Any = None,
+                 optimizer: Any = "Adagrad", activation_fn: str | Callable = "relu",
+                 dropout: float | None = None, config: RunConfig | None = None, warm_start_from: Any = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
+                 learning_rate: float | None = None, feature_engineering_fn: Any = None):
+        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), hidden_units,
+                         feature_columns, model_dir, optimizer, activation_fn, dropout, config,
+                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)
+
+
+class DNNClassifier(DNNEstimator):
+    """tf ``DNNClassifier``: a feed-forward network classifying into ``n_classes``."""
+
+    def __init__(self, hidden_units: Sequence[int], feature_columns: Iterable[fc.FeatureColumn],
+                 model_dir: str | None = None, n_classes: int = 2, weight_column: Any = None,
+                 label_vocabulary: Any = None, optimizer: Any = "Adagrad",
+                 activation_fn: str | Callable = "relu", dropout: float | None = None,
+                 config: RunConfig | None = None, warm_start_from: Any = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
+                 learning_rate: float | None = None, feature_engineering_fn: Any = None):
+        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
+                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)

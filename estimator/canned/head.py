@@ -1,0 +1,465 @@
+"""Heads: loss, predictions and eval metrics on top of logits, as tf.estimator's v2 heads.
+
+A head turns the logits a network computes into an ``EstimatorSpec``:
+
+* ``RegressionHead``: mean squared error; predictions ``predictions``; metrics
+  ``average_loss``, ``label/mean``, ``prediction/mean``.
+* ``BinaryClassHead``: sigmoid cross-entropy; predictions ``logits``,
+  ``logistic``, ``probabilities``, ``class_ids``, ``classes``, ``all_class_ids``,
+  ``all_classes``; metrics ``accuracy``, ``precision``, ``recall``, ``auc``,
+  ``auc_precision_recall``, ``accuracy_baseline``, ``average_loss``,
+  ``label/mean``, ``prediction/mean`` (and ``<metric>/positive_threshold_<t>``).
+* ``MultiClassHead``: softmax cross-entropy; predictions ``logits``,
+  ``probabilities``, ``class_ids``, ``classes``...; metrics ``accuracy``, ``average_loss``.
+* ``MultiLabelHead``: per-class sigmoid cross-entropy averaged over classes;
+  predictions ``logits``, ``probabilities``; metrics ``average_loss``, ``auc``,
+  ``auc_precision_recall`` (and thresholded accuracy / precision / recall).
+
+Example weights come from the feature ``weight_column``. The training loss is
+``sum(weight * loss) / number_of_loss_values`` (``SUM_OVER_BATCH_SIZE``, tf's
+default) or the plain weighted sum (``SUM``). The Estimator reports the
+per-batch mean of that loss as ``loss``.
+
+String labels (``label_vocabulary``) become ids on the host (``host_labels``,
+called by canned estimators in the input thread), and ``classes`` (bytes, as
+tf gives them) are added to predictions on the host (``host_predictions``): the
+device never sees strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from estimator import metrics as metrics_lib
+from estimator.spec import EstimatorSpec, ModeKeys
+
+__all__ = [
+    "BinaryClassHead", "Head", "HeadError", "LossReduction", "MultiClassHead", "MultiLabelHead",
+    "RegressionHead",
+]
+
+
+class HeadError(ValueError):
+    """Labels, logits or head arguments that do not fit together."""
+
+
+class LossReduction:
+    """How per-example losses become the training loss (tf.losses.Reduction names)."""
+
+    SUM = "sum"
+    SUM_OVER_BATCH_SIZE = "sum_over_batch_size"
+    ALL = (SUM, SUM_OVER_BATCH_SIZE)
+
+
+def _sigmoid_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
+    """``max(x, 0) - x * z + log(1 + exp(-|x|))`` (tf.nn.sigmoid_cross_entropy_with_logits)."""
+    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+class Head:
+    """Base head: weights, loss reduction, EstimatorSpec assembly. Subclasses define the rest.
+
+    Subclasses implement ``logits_dimension``, ``_labels`` (device-side shaping),
+    ``_unreduced_loss``, ``predictions`` and ``_metrics``.
+    """
+
+    logits_dimension: int = 1
+
+    def __init__(self, weight_column: Any = None, loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
+                 loss_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                 name: str | None = None):
+        if loss_reduction not in LossReduction.ALL:
+            raise HeadError(f"loss_reduction must be one of {LossReduction.ALL}, got {loss_reduction!r}.")
+        # a numeric_column is accepted for tf compatibility: its key names the feature
+        self.weight_column = getattr(weight_column, "key", weight_column)
+        self.loss_reduction = loss_reduction
+        self.loss_fn = loss_fn
+        self.name = name
+
+    # ------------------------------------------------------------------ host side
+    def host_labels(self, labels: Any) -> Any:
+        """Host-side label conversion for one batch (vocabulary to ids, range checks)."""
+        return labels
+
+    def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Host-side additions to a batch of predictions (``classes`` strings)."""
+        return dict(predictions)
+
+    # ------------------------------------------------------------------ device side
+    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
+        """Device-side predictions of ``logits`` ``[batch, logits_dimension]``."""
+        raise NotImplementedError
+
+    def _metrics(self, labels: jax.Array, logits: jax.Array, predictions: dict, unreduced: jax.Array,
+                 weights: jax.Array) -> dict[str, metrics_lib.MetricOp]:
+        raise NotImplementedError
+
+    def _check_logits(self, logits: Any) -> jax.Array:
+        logits = jnp.asarray(logits, jnp.float32)
+        if logits.ndim == 1 and self.logits_dimension == 1:
+            logits = logits[:, None]
+        if logits.ndim != 2 or logits.shape[1] != self.logits_dimension:
+            raise HeadError(
+                f"{type(self).__name__}: logits must have shape [batch, {self.logits_dimension}], "
+                f"got {tuple(logits.shape)}.")
+        return logits
+
+    def _weights(self, features: Mapping[str, Any], batch: int) -> jax.Array:
+        """Per-example weights ``[batch, 1]`` (ones without a weight_column)."""
+        if self.weight_column is None:
+            return jnp.ones((batch, 1), jnp.float32)
+        if self.weight_column not in features:
+            raise HeadError(
+                f"weight_column {self.weight_column!r} is not among the features {sorted(features)}.")
+        w = jnp.asarray(features[self.weight_column], jnp.float32)
+        if w.size != batch:
+            raise HeadError(
+                f"weight_column {self.weight_column!r} must hold one weight per example "
+                f"({batch}), got shape {tuple(w.shape)}.")
+        return w.reshape(batch, 1)
+
+    def _loss_values(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        if self.loss_fn is None:
+            return self._unreduced_loss(labels, logits)
+        values = jnp.asarray(self.loss_fn(labels, logits), jnp.float32)
+        return values.reshape(values.shape[0], -1)
+
+    def loss(self, labels: Any, logits: jax.Array, features: Mapping[str, Any]) -> jax.Array:
+        """The training loss: weighted per-example losses reduced by ``loss_reduction``."""
+        logits = self._check_logits(logits)
+        labels = self._labels(labels, logits)
+        unreduced = self._loss_values(labels, logits)
+        return self._reduce(unreduced, self._weights(features, logits.shape[0]))
+
+    def _reduce(self, unreduced: jax.Array, weights: jax.Array) -> jax.Array:
+        total = jnp.sum(unreduced * weights)
+        if self.loss_reduction == LossReduction.SUM:
+            return total
+        return total / unreduced.size
+
+    def create_estimator_spec(self, features: Mapping[str, Any], mode: str, logits: Any, labels: Any = None,
+                              optimizer: optax.GradientTransformation | None = None,
+                              regularization_losses: Sequence[jax.Array] | None = None) -> EstimatorSpec:
+        """The ``EstimatorSpec`` of ``mode`` for these logits (tf's ``Head.create_estimator_spec``)."""
+        logits = self._check_logits(logits)
+        predictions = self.predictions(logits)
+        if mode == ModeKeys.PREDICT:
+            return EstimatorSpec(mode, predictions=predictions)
+        if labels is None:
+            raise HeadError(f"{type(self).__name__}: labels are required in mode {mode!r}; "
+                            "the input_fn must yield (features, labels).")
+        labels = self._labels(labels, logits)
+        weights = self._weights(features, logits.shape[0])
+        unreduced = self._loss_values(labels, logits)
+        loss = self._reduce(unreduced, weights)
+        if regularization_losses:
+            loss = loss + sum(jnp.asarray(r, jnp.float32) for r in regularization_losses)
+        if mode == ModeKeys.TRAIN:
+            return EstimatorSpec(mode, predictions=predictions, loss=loss, optimizer=optimizer)
+        eval_metrics = self._metrics(labels, logits, predictions, unreduced, weights)
+        return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metrics=eval_metrics)
+
+
+def _mean(values: jax.Array, weights: jax.Array) -> metrics_lib.MetricOp:
+    return metrics_lib.Mean()(values, weights=weights)
+
+
+def _accuracy_baseline() -> metrics_lib.Metric:
+    """``max(label_mean, 1 - label_mean)``: accuracy of always predicting the majority class."""
+    mean = metrics_lib.Mean()
+    return mean._replace(compute=lambda s: jnp.maximum(mean.compute(s), 1.0 - mean.compute(s)))
+
+
+class RegressionHead(Head):
+    """tf ``RegressionHead``: squared error between ``label_dimension`` labels and the logits.
+
+    Args:
+      label_dimension: number of regression targets per example.
+      weight_column: feature key (or numeric_column) of per-example weights.
+      loss_reduction: ``LossReduction.SUM_OVER_BATCH_SIZE`` (default) or ``SUM``.
+      loss_fn: optional ``(labels, logits) -> [batch, d]`` per-value loss.
+      inverse_link_fn: maps logits to ``predictions`` (e.g. ``jnp.exp``); the
+        loss still compares labels with the logits, as in tf.
+    """
+
+    def __init__(self, label_dimension: int = 1, weight_column: Any = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE,
+                 loss_fn: Callable | None = None, inverse_link_fn: Callable | None = None,
+                 name: str | None = None):
+        super().__init__(weight_column, loss_reduction, loss_fn, name)
+        if int(label_dimension) < 1:
+            raise HeadError(f"label_dimension must be >= 1, got {label_dimension}.")
+        self.logits_dimension = int(label_dimension)
+        self.inverse_link_fn = inverse_link_fn
+
+    def host_labels(self, labels: Any) -> Any:
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "fiub":
+            raise HeadError(f"RegressionHead: labels must be numbers, got dtype {arr.dtype}.")
+        return arr.astype(np.float32)
+
+    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        labels = jnp.asarray(labels, jnp.float32)
+        if labels.size != logits.size:
+            raise HeadError(
+                f"RegressionHead: labels of shape {tuple(labels.shape)} do not match logits "
+                f"{tuple(logits.shape)}; expected [batch] or [batch, {self.logits_dimension}].")
+        return labels.reshape(logits.shape)
+
+    def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        return jnp.square(labels - logits)
+
+    def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
+        logits = self._check_logits(logits)
+        if self.inverse_link_fn is None:
+            return {"predictions": logits}
+        return {"predictions": self.inverse_link_fn(logits), "logits": logits}
+
+    def _metrics(self, labels, logits, predictions, unreduced, weights):
+        return {
+            "average_loss": _mean(unreduced, weights),
+            "label/mean": _mean(labels, weights),
+            "prediction/mean": _mean(predictions["predictions"], weights),
+        }
+
+
+class _ClassHead(Head):
+    """Shared label-vocabulary handling of the classification heads."""
+
+    n_classes: int = 2
+
+    def __init__(self, n_classes: int, weight_column: Any, label_vocabulary: Sequence[str] | None,
+                 loss_reduction: str, loss_fn: Callable | None, name: str | None):
+        super().__init__(weight_column, loss_reduction, loss_fn, name)
+        self.n_classes = int(n_classes)
+        if label_vocabulary is not None:
+            vocab = [v.decode() if isinstance(v, bytes) else v for v in label_vocabulary]
+            if not all(isinstance(v, str) for v in vocab):
+                raise HeadError(f"label_vocabulary must be strings, got {label_vocabulary!r}.")
+            if len(vocab) != self.n_classes or len(set(vocab)) != len(vocab):
+                raise HeadError(
+                    f"label_vocabulary must hold {self.n_classes} distinct strings (one per class), "
+                    f"got {len(vocab)}: {vocab[:10]}.")
+            label_vocabulary = tuple(vocab)
+        self.label_vocabulary = label_vocabulary
+        self._class_names = np.array(
+            [v.encode() for v in label_vocabulary] if label_vocabulary else
+            [str(i).encode() for i in range(self.n_classes)], dtype=object)
+
+    def _ids_of(self, labels: Any) -> np.ndarray:
+        """Host: class ids of ``labels`` (strings via the vocabulary, else integers checked in range)."""
+        arr = np.asarray(labels)
+        if self.label_vocabulary is not None:
+            if arr.dtype.kind not in "USO":
+                raise HeadError(
+                    f"{type(self).__name__}: label_vocabulary is set, so labels must be strings; "
+                    f"got dtype {arr.dtype}.")
+            text = arr.astype(str) if arr.dtype.kind != "S" else np.char.decode(arr, "utf-8")
+            index = {v: i for i, v in enumerate(self.label_vocabulary)}
+            uniq, inverse = np.unique(text, return_inverse=True)
+            unknown = [u for u in uniq.tolist() if u not in index]
+            if unknown:
+                raise HeadError(
+                    f"labels {unknown[:10]} are not in label_vocabulary {list(self.label_vocabulary)}.")
+            return np.array([index[u] for u in uniq.tolist()], np.int32)[inverse.reshape(-1)].reshape(arr.shape)
+        if arr.dtype.kind in "USO":
+            raise HeadError(
+                f"{type(self).__name__}: labels are strings; pass label_vocabulary=[...] to map them to ids.")
+        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+            raise HeadError(f"{type(self).__name__}: class labels must be integers, got {arr[:5]!r}...")
+        ids = arr.astype(np.int64)
+        bad = (ids < 0) | (ids >= self.n_classes)
+        if bad.any():
+            raise HeadError(
+                f"{type(self).__name__}: labels must be in [0, {self.n_classes}), got "
+                f"{np.unique(ids[bad])[:10].tolist()}.")
+        return ids.astype(np.int32)
+
+    def host_labels(self, labels: Any) -> Any:
+        return self._ids_of(labels)
+
+    def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        out = dict(predictions)
+        if "class_ids" in out:
+            out["classes"] = self._class_names[np.asarray(out["class_ids"])]
+        if "all_class_ids" in out:
+            out["all_classes"] = self._class_names[np.asarray(out["all_class_ids"])]
+        return out
+
+    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        labels = jnp.asarray(labels)
+        if labels.size != logits.shape[0]:
+            raise HeadError(
+                f"{type(self).__name__}: expected one class label per example (shape [batch] or "
+                f"[batch, 1]), got labels of shape {tuple(labels.shape)} for {logits.shape[0]} examples.")
+        return labels.reshape(-1, 1).astype(jnp.int32)
+
+    def _all_class_ids(self, batch: int) -> jax.Array:
+        return jnp.broadcast_to(jnp.arange(self.n_classes, dtype=jnp.int32), (batch, self.n_classes))
+
+
+class BinaryClassHead(_ClassHead):
+    """tf ``BinaryClassHead``: one logit per example, sigmoid cross-entropy.
+
+    Args:
+      weight_column: feature key (or numeric_column) of per-example weights.
+      thresholds: extra thresholds in (0, 1) for ``accuracy/positive_threshold_<t>``,
+        ``precision/...`` and ``recall/...`` metrics.
+      label_vocabulary: the two class names (labels are then strings); else 0/1 labels.
+      loss_reduction, loss_fn, name: as for every head.
+    """
+
+    logits_dimension = 1
+
+    def __init__(self, weight_column: Any = None, thresholds: Sequence[float] | None = None,
+                 label_vocabulary: Sequence[str] | None = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, loss_fn: Callable | None = None,
+                 name: str | None = None):
+        super().__init__(2, weight_column, label_vocabulary, loss_reduction, loss_fn, name)
+        self.thresholds = tuple(float(t) for t in (thresholds or ()))
+        for t in self.thresholds:
+            if not 0.0 < t < 1.0:
+                raise HeadError(f"BinaryClassHead thresholds must be in (0, 1), got {t}.")
+
+    def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        return _sigmoid_cross_entropy(labels.astype(jnp.float32), logits)
+
+    def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
+        logits = self._check_logits(logits)
+        logistic = jax.nn.sigmoid(logits)
+        return {
+            "logits": logits,
+            "logistic": logistic,
+            "probabilities": jnp.concatenate([1.0 - logistic, logistic], axis=1),
+            "class_ids": (logits > 0).astype(jnp.int32),
+            "all_class_ids": self._all_class_ids(logits.shape[0]),
+        }
+
+    def _metrics(self, labels, logits, predictions, unreduced, weights):
+        y = labels.astype(jnp.float32)
+        class_ids, logistic = predictions["class_ids"], predictions["logistic"]
+        out = {
+            "accuracy": metrics_lib.Accuracy()(labels, class_ids, weights=weights),
+            "precision": metrics_lib.Precision()(y, class_ids, weights=weights),
+            "recall": metrics_lib.Recall()(y, class_ids, weights=weights),
+            "prediction/mean": _mean(logistic, weights),
+            "label/mean": _mean(y, weights),
+            "accuracy_baseline": _accuracy_baseline()(y, weights=weights),
+            "average_loss": _mean(unreduced, weights),
+            "auc": metrics_lib.AUC(curve="ROC")(y, logistic, weights=weights),
+            "auc_precision_recall": metrics_lib.AUC(curve="PR")(y, logistic, weights=weights),
+        }
+        for t in self.thresholds:
+            out[f"accuracy/positive_threshold_{t:g}"] = metrics_lib.Accuracy(t)(y, logistic, weights=weights)
+            out[f"precision/positive_threshold_{t:g}"] = metrics_lib.Precision(t)(y, logistic, weights=weights)
+            out[f"recall/positive_threshold_{t:g}"] = metrics_lib.Recall(t)(y, logistic, weights=weights)
+        return out
+
+
+class MultiClassHead(_ClassHead):
+    """tf ``MultiClassHead``: ``n_classes`` logits, softmax cross-entropy over integer labels."""
+
+    def __init__(self, n_classes: int, weight_column: Any = None, label_vocabulary: Sequence[str] | None = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, loss_fn: Callable | None = None,
+                 name: str | None = None):
+        if int(n_classes) < 3:
+            raise HeadError(f"MultiClassHead needs n_classes > 2 (use BinaryClassHead for 2), got {n_classes}.")
+        super().__init__(n_classes, weight_column, label_vocabulary, loss_reduction, loss_fn, name)
+        self.logits_dimension = self.n_classes
+
+    def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels[:, 0])[:, None]
+
+    def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
+        logits = self._check_logits(logits)
+        return {
+            "logits": logits,
+            "probabilities": jax.nn.softmax(logits, axis=-1),
+            "class_ids": jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None],
+            "all_class_ids": self._all_class_ids(logits.shape[0]),
+        }
+
+    def _metrics(self, labels, logits, predictions, unreduced, weights):
+        return {
+            "accuracy": metrics_lib.Accuracy()(labels, predictions["class_ids"], weights=weights),
+            "average_loss": _mean(unreduced, weights),
+        }
+
+
+class MultiLabelHead(_ClassHead):
+    """tf ``MultiLabelHead``: ``n_classes`` independent sigmoid logits per example.
+
+    Labels are multi-hot ``[batch, n_classes]`` (0/1); with ``label_vocabulary``
+    they are string class names ``[batch, k]`` padded with ``""``. The loss of
+    an example is its sigmoid cross-entropy averaged over the classes.
+    """
+
+    def __init__(self, n_classes: int, weight_column: Any = None, thresholds: Sequence[float] | None = None,
+                 label_vocabulary: Sequence[str] | None = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, loss_fn: Callable | None = None,
+                 name: str | None = None):
+        if int(n_classes) < 2:
+            raise HeadError(f"MultiLabelHead needs n_classes >= 2, got {n_classes}.")
+        super().__init__(n_classes, weight_column, label_vocabulary, loss_reduction, loss_fn, name)
+        self.logits_dimension = self.n_classes
+        self.thresholds = tuple(float(t) for t in (thresholds or ()))
+
+    def host_labels(self, labels: Any) -> Any:
+        arr = np.asarray(labels)
+        if self.label_vocabulary is None:
+            if arr.ndim != 2 or arr.shape[1] != self.n_classes or not np.isin(arr, (0, 1)).all():
+                raise HeadError(
+                    f"MultiLabelHead: labels must be multi-hot 0/1 of shape [batch, {self.n_classes}], "
+                    f"got shape {arr.shape}.")
+            return arr.astype(np.int32)
+        text = arr.reshape(arr.shape[0], -1)
+        present = text.astype(str) != ""
+        ids = self._ids_of(np.where(present, text, self.label_vocabulary[0]))
+        hot = np.zeros((arr.shape[0], self.n_classes), np.int32)
+        rows = np.nonzero(present)[0]
+        hot[rows, ids[present]] = 1
+        return hot
+
+    def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        return _ClassHead.host_predictions(self, predictions)
+
+    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        labels = jnp.asarray(labels)
+        if labels.shape != logits.shape:
+            raise HeadError(
+                f"MultiLabelHead: labels must be multi-hot [batch, {self.n_classes}], got "
+                f"{tuple(labels.shape)}.")
+        return labels.astype(jnp.int32)
+
+    def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
+        return jnp.mean(_sigmoid_cross_entropy(labels.astype(jnp.float32), logits), axis=1, keepdims=True)
+
+    def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
+        logits = self._check_logits(logits)
+        return {"logits": logits, "probabilities": jax.nn.sigmoid(logits),
+                "all_class_ids": self._all_class_ids(logits.shape[0])}
+
+    def _metrics(self, labels, logits, predictions, unreduced, weights):
+        y, p = labels.astype(jnp.float32), predictions["probabilities"]
+        out = {
+            "average_loss": _mean(unreduced, weights),
+            "auc": metrics_lib.AUC(curve="ROC")(y, p, weights=weights),
+            "auc_precision_recall": metrics_lib.AUC(curve="PR")(y, p, weights=weights),
+        }
+        for t in self.thresholds:
+            out[f"accuracy/positive_threshold_{t:g}"] = metrics_lib.Accuracy(t)(y, p, weights=weights)
+            out[f"precision/positive_threshold_{t:g}"] = metrics_lib.Precision(t)(y, p, weights=weights)
+            out[f"recall/positive_threshold_{t:g}"] = metrics_lib.Recall(t)(y, p, weights=weights)
+        return out

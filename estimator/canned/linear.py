@@ -1,0 +1,95 @@
+"""Linear models: ``LinearRegressor``, ``LinearClassifier``, ``LinearEstimator`` (tf.estimator's).
+
+Logits are ``feature_column.linear_model``: one weight vector per column
+(``linear/linear_model/<column>/weights``, zeros at start) plus
+``linear/linear_model/bias_weights``. Default optimizer: FTRL with learning
+rate 0.2, as tf's ``LinearRegressorV2`` (``optimizer='Ftrl'`` with
+``_LEARNING_RATE = 0.2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jax
+import optax
+
+from estimator import feature_column as fc
+from estimator import nn
+from estimator.canned._canned import CannedEstimator, classification_head, regression_head
+from estimator.canned.head import Head, LossReduction
+from estimator.canned.optimizers import get_optimizer
+from estimator.run_config import RunConfig
+
+__all__ = ["LinearClassifier", "LinearEstimator", "LinearRegressor", "linear_logits"]
+
+LEARNING_RATE = 0.2  # tf.estimator linear.py _LEARNING_RATE
+
+
+def linear_logits(features: Mapping[str, Any], feature_columns: Iterable[fc.FeatureColumn], units: int,
+                  sparse_combiner: str = "sum") -> jax.Array:
+    """``[batch, units]`` logits of a linear model over ``feature_columns`` (scope ``linear``)."""
+    with nn.scope("linear"):
+        return fc.linear_model(features, feature_columns, units, sparse_combiner)
+
+
+class LinearEstimator(CannedEstimator):
+    """tf ``LinearEstimator``: a linear model with any head.
+
+    Args:
+      head: a ``Head`` (e.g. ``MultiLabelHead``).
+      feature_columns: columns of the linear model (categorical or dense).
+      optimizer: name, ``{"name": ..., ...}``, optax transformation or callable; default FTRL.
+      learning_rate: rate of a named optimizer (default 0.2, tf's).
+      sparse_combiner: ``"sum"`` (default), ``"mean"`` or ``"sqrtn"`` over a
+        categorical column's ids in one example.
+      feature_engineering_fn: device-side ``features -> features`` before the columns.
+    """
+
+    def __init__(self, head: Head, feature_columns: Iterable[fc.FeatureColumn], model_dir: str | None = None,
+                 optimizer: Any = "Ftrl", config: RunConfig | None = None, warm_start_from: Any = None,
+                 sparse_combiner: str = "sum", learning_rate: float | None = None,
+                 feature_engineering_fn: Any = None):
+        columns = list(feature_columns)
+        if not columns:
+            raise fc.FeatureColumnError("LinearEstimator needs at least one feature column.")
+        fc._check_combiner(sparse_combiner, "sparse_combiner")
+        self._columns = columns
+        self._sparse_combiner = sparse_combiner
+        self._optimizer_spec = (optimizer, learning_rate)
+        get_optimizer(optimizer, learning_rate, LEARNING_RATE)  # fail early on a bad name
+        super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
+
+    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
+        return linear_logits(features, self._columns, self._head.logits_dimension, self._sparse_combiner)
+
+    def _train_optimizer(self) -> optax.GradientTransformation:
+        optimizer, learning_rate = self._optimizer_spec
+        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+
+
+class LinearRegressor(LinearEstimator):
+    """tf ``LinearRegressor``: linear regression of ``label_dimension`` targets (squared error)."""
+
+    def __init__(self, feature_columns: Iterable[fc.FeatureColumn], model_dir: str | None = None,
+                 label_dimension: int = 1, weight_column: Any = None, optimizer: Any = "Ftrl",
+                 config: RunConfig | None = None, warm_start_from: Any = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
+                 learning_rate: float | None = None, feature_engineering_fn: Any = None):
+        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), feature_columns,
+                         model_dir, optimizer, config, warm_start_from, sparse_combiner, learning_rate,
+                         feature_engineering_fn)
+
+
+class LinearClassifier(LinearEstimator):
+    """tf ``LinearClassifier``: logistic (2 classes) or softmax regression."""
+
+    def __init__(self, feature_columns: Iterable[fc.FeatureColumn], model_dir: str | None = None,
+                 n_classes: int = 2, weight_column: Any = None, label_vocabulary: Any = None,
+                 optimizer: Any = "Ftrl", config: RunConfig | None = None, warm_start_from: Any = None,
+                 loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
+                 learning_rate: float | None = None, feature_engineering_fn: Any = None):
+        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner,
+                         learning_rate, feature_engineering_fn)
