@@ -164,3 +164,27 @@ def exporters(config: TaskConfig) -> list[Any]:
     if unknown:
         raise ConfigError(f"config key 'export.exporters' has unknown {unknown}; choose from {sorted(makers)}.")
     return [makers[name]() for name in config.export.exporters]
+
+
+def argument_parser(description: str) -> Any:
+    """An argparse parser with the ``--config`` and ``--set`` options every task script takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML task config, e.g. configs/taxi_fare.yaml")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. train.max_steps=2000 model.hidden_units=[64,32]")
+    return parser
+
+
+def config_from_args(args: Any) -> TaskConfig:
+    """Loads the config named by parsed ``--config`` / ``--set``; exits with a message on a bad config."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return load_task_config(args.config, args.set)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
