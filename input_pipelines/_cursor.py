@@ -1,0 +1,69 @@
+"""`RowCursor`: takes exact numbers of rows from a stream of row chunks, with a small state.
+
+Its state is the upstream state *before* the chunk being consumed plus the number of rows
+already taken from it; restoring re-reads that one chunk and skips the taken rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from input_pipelines import _structure as st
+from input_pipelines.dataset import _Iterator
+from input_pipelines.errors import StateError
+
+
+class RowCursor:
+    """Row-exact reader over an iterator of row chunks."""
+
+    def __init__(self, up: _Iterator) -> None:
+        self.up = up
+        self._chunk: Any = None
+        self._rows = 0
+        self._off = 0
+        self._pre: dict[str, Any] | None = None
+
+    def _fetch(self) -> bool:
+        while True:
+            self._pre = self.up.state()
+            try:
+                chunk = self.up.next()
+            except StopIteration:
+                self._chunk = None
+                return False
+            rows = st.num_rows(chunk)
+            if rows:
+                self._chunk, self._rows, self._off = chunk, rows, 0
+                return True
+
+    def take(self, n: int) -> list[Any]:
+        """Up to `n` rows as a list of chunk slices (fewer only when the stream ends)."""
+        parts = []
+        while n > 0:
+            if self._chunk is None or self._off >= self._rows:
+                if not self._fetch():
+                    break
+            k = min(n, self._rows - self._off)
+            parts.append(st.slice_rows(self._chunk, self._off, self._off + k))
+            self._off += k
+            n -= k
+        return parts
+
+    def state(self) -> dict[str, Any]:
+        """Position: upstream state before the current chunk and rows taken from it."""
+        if self._chunk is not None and self._off < self._rows:
+            return {"up": self._pre, "off": self._off}
+        return {"up": self.up.state(), "off": 0}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a position returned by `state()`."""
+        self.up.restore(state["up"])
+        self._chunk = None
+        off = int(state["off"])
+        if off:
+            if not self._fetch() or off >= self._rows:
+                raise StateError(
+                    f"cannot restore: the data changed since the state was saved (offset {off} "
+                    f"beyond the chunk of {self._rows} rows)"
+                )
+            self._off = off

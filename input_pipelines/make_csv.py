@@ -1,0 +1,79 @@
+"""`make_csv_dataset`: the one-call CSV pipeline, with tf.data's meaning of each argument."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from input_pipelines.csv_reader import csv_reader
+from input_pipelines.dataset import Dataset
+from input_pipelines.sources import list_files
+from input_pipelines.transforms import default_shard
+
+logger = logging.getLogger("input_pipelines")
+
+
+def _process_shard() -> tuple[int, int]:
+    # A process that never imported jax is not part of a multi-process jax job.
+    return default_shard() if "jax" in sys.modules else (1, 0)
+
+
+def make_csv_dataset(
+    file_pattern: str | Sequence[str],
+    batch_size: int,
+    column_names: Sequence[str] | None = None,
+    column_defaults: Sequence[Any] | dict[str, Any] | None = None,
+    label_name: str | None = None,
+    select_columns: Sequence[str] | None = None,
+    field_delim: str = ",",
+    header: bool = True,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    shuffle_buffer_size: int = 10000,
+    seed: int | None = None,
+    on_error: str = "raise",
+) -> Dataset:
+    """Batches of `(features_dict, labels)` (or feature dicts) read from CSV files.
+
+    Pipeline: `list_files(file_pattern, shuffle, seed)` -> one share of the files per JAX
+    process -> `interleave` of up to 4 files parsed in parallel threads (1 file at a time when
+    `shuffle=False`, so rows keep file order) -> `shuffle(shuffle_buffer_size, seed)` ->
+    `repeat(num_epochs)` (None: forever) -> `batch(batch_size, drop_remainder=num_epochs is None)`
+    -> `prefetch(2)`. As in tf.data, each epoch reshuffles files and rows; `seed=None` draws a
+    fresh seed per iterator (kept in its state, so restoring is still exact).
+
+    Args:
+      file_pattern: glob (or list of globs) of CSV files.
+      batch_size: rows per batch.
+      column_names: names of all columns; None reads them from the header.
+      column_defaults: default value or type per (selected) column; None infers types.
+      label_name: column returned as labels; None yields feature dicts only.
+      select_columns: columns to keep (names or indices).
+      field_delim: field delimiter.
+      header: whether the first line of every file is a header.
+      num_epochs: passes over the data; None repeats forever.
+      shuffle: shuffle files and rows.
+      shuffle_buffer_size: rows in the shuffle buffer.
+      seed: seed for file and row shuffling.
+      on_error: "raise" (DataFormatError naming file:line) or "skip" (skip, count and log).
+    """
+    files = list_files(file_pattern, shuffle=shuffle, seed=seed)
+    names = list(files._files)
+    reader = csv_reader(column_names, column_defaults, select_columns, label_name, field_delim,
+                        header, on_error, sample_file=names[0])
+    num_shards, index = _process_shard()
+    shard_rows = 1 < len(names) < num_shards
+    if num_shards > 1 and not shard_rows:
+        files = files.shard(num_shards, index)
+    elif shard_rows:
+        logger.warning("%d files for %d processes: every process parses all files and keeps 1/%d "
+                       "of the rows; write at least one file per process", len(names), num_shards, num_shards)
+    cycle = min(4, len(names)) if shuffle else 1
+    ds = files.interleave(reader, cycle_length=cycle)
+    if shard_rows or (num_shards > 1 and len(names) == 1):
+        ds = ds.shard(num_shards, index)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer_size, seed)
+    return ds.repeat(num_epochs).batch(batch_size, drop_remainder=num_epochs is None).prefetch(2)

@@ -1,0 +1,215 @@
+"""In-memory and generated sources, and file listing.
+
+- `list_files(pattern, shuffle, seed)`: file names matching globs, reshuffled every epoch.
+- `from_tensor_slices(tensors)`: rows of in-memory arrays (a dict, tuple or single array).
+- `from_generator(generator)`: elements produced by Python code. Its state is the number of
+  elements consumed; restoring calls `generator()` again and skips that many (replay: it costs
+  as much as producing them, so prefer file sources for large data).
+- `range_dataset(*args)`: the integers `range(*args)`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from input_pipelines import _structure as st
+from input_pipelines.dataset import Dataset, _Context, _Iterator
+from input_pipelines.errors import NoFilesMatchError
+
+
+def fresh_seed() -> int:
+    """A random non-negative 63-bit seed (used when the user gives `seed=None`)."""
+    return int(np.random.SeedSequence().entropy % (2**63))
+
+
+def seed_int(seed: int) -> int:
+    """A user seed as a non-negative int usable in a numpy seed sequence."""
+    return int(seed) & (2**63 - 1)
+
+
+def list_files(pattern: str | list[str], shuffle: bool = True, seed: int | None = None) -> Dataset:
+    """Dataset of the file names (str) matching glob `pattern` (or several patterns).
+
+    Names are sorted, then shuffled each epoch when `shuffle` (deterministic for a `seed`).
+    Raises NoFilesMatchError when nothing matches.
+    """
+    patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
+    files: set[str] = set()
+    for p in patterns:
+        files.update(f for f in glob.glob(os.path.expanduser(str(p)), recursive=True) if not os.path.isdir(f))
+    if not files:
+        raise NoFilesMatchError(
+            f"no file matches {patterns!r} (working directory {os.getcwd()!r}); check the path "
+            "and that the files were generated (e.g. scripts/make_taxi_data.py)"
+        )
+    return _FileList(sorted(files), shuffle, seed)
+
+
+class _FileList(Dataset):
+    def __init__(self, files: list[str], shuffle: bool, seed: int | None) -> None:
+        super().__init__(f"files({len(files)},{shuffle})")
+        self._files = np.array(files, dtype=object)
+        self._shuffle, self._seed = shuffle, seed
+
+    def _iterator(self, ctx: _Context) -> _Iterator:
+        return _FileListIterator(self, ctx)
+
+
+class _FileListIterator(_Iterator):
+    def __init__(self, ds: _FileList, ctx: _Context) -> None:
+        self._ds, self._ctx, self._done = ds, ctx, False
+        self._seed = seed_int(ds._seed) if ds._seed is not None else fresh_seed()
+
+    def next(self) -> Any:
+        if self._done:
+            raise StopIteration
+        self._done = True
+        files = self._ds._files
+        if self._ds._shuffle:
+            rng = np.random.default_rng([self._seed, *self._ctx.epochs])
+            files = files[rng.permutation(len(files))]
+        return files
+
+    def state(self) -> dict[str, Any]:
+        return {"seed": self._seed, "done": self._done}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._seed, self._done = int(state["seed"]), bool(state["done"])
+
+
+def from_tensor_slices(tensors: Any, chunk_rows: int = 65536) -> Dataset:
+    """Dataset whose elements are the rows (slices along axis 0) of `tensors`.
+
+    `tensors` is an array, a dict of arrays, or a tuple such as `(features_dict, labels)`; all
+    arrays must have the same first dimension. Arrays are passed on in chunks of `chunk_rows`.
+    """
+    arrays = st.as_arrays(tensors)
+    return _TensorSlices(arrays, st.num_rows(arrays), int(chunk_rows))
+
+
+class _TensorSlices(Dataset):
+    def __init__(self, arrays: Any, rows: int, chunk_rows: int) -> None:
+        super().__init__(f"tensor_slices({rows})")
+        self._arrays, self._rows, self._chunk = arrays, rows, max(1, chunk_rows)
+
+    def _iterator(self, ctx: _Context) -> _Iterator:
+        return _SliceIterator(self._arrays, self._rows, self._chunk)
+
+
+class _SliceIterator(_Iterator):
+    def __init__(self, arrays: Any, rows: int, chunk: int) -> None:
+        self._arrays, self._rows, self._chunk, self._pos = arrays, rows, chunk, 0
+
+    def next(self) -> Any:
+        if self._pos >= self._rows:
+            raise StopIteration
+        start, self._pos = self._pos, min(self._rows, self._pos + self._chunk)
+        return st.slice_rows(self._arrays, start, self._pos)
+
+    def state(self) -> dict[str, Any]:
+        return {"row": self._pos}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._pos = int(state["row"])
+
+
+def range_dataset(*args: int) -> Dataset:
+    """Dataset of the int64 values of `range(*args)`, generated chunk by chunk."""
+    r = range(*args)
+    return _Range(r.start, r.step, len(r))
+
+
+class _Range(Dataset):
+    def __init__(self, start: int, step: int, length: int) -> None:
+        super().__init__(f"range({start},{step},{length})")
+        self._start, self._step, self._len = start, step, length
+
+    def _iterator(self, ctx: _Context) -> _Iterator:
+        return _RangeIterator(self)
+
+
+class _RangeIterator(_SliceIterator):
+    def __init__(self, ds: _Range) -> None:
+        super().__init__(None, ds._len, 65536)
+        self._ds = ds
+
+    def next(self) -> Any:
+        if self._pos >= self._rows:
+            raise StopIteration
+        start, self._pos = self._pos, min(self._rows, self._pos + self._chunk)
+        ds = self._ds
+        return ds._start + ds._step * np.arange(start, self._pos, dtype=np.int64)
+
+
+def from_generator(
+    generator: Callable[[], Iterator[Any]], batched: bool = False, chunk_rows: int = 1024
+) -> Dataset:
+    """Dataset of the elements yielded by `generator()` (a callable, so it can restart).
+
+    With `batched=False` each yielded value is one element (a row: scalars or arrays in a dict
+    or tuple), grouped into chunks of `chunk_rows`. With `batched=True` each yielded value is
+    already a columnar chunk of rows (arrays with a leading row axis), the fast way to feed
+    custom data. State: the count of values consumed; restore replays the generator.
+    """
+    if not callable(generator):
+        raise TypeError("from_generator needs a callable returning an iterator, e.g. a generator function")
+    return _Generator(generator, batched, int(chunk_rows))
+
+
+class _Generator(Dataset):
+    def __init__(self, fn: Callable[[], Iterator[Any]], batched: bool, chunk_rows: int) -> None:
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        super().__init__(f"generator({name},{batched})")
+        self._fn, self._batched, self._chunk = fn, batched, max(1, chunk_rows)
+
+    def _iterator(self, ctx: _Context) -> _Iterator:
+        return _GeneratorIterator(self)
+
+
+class _GeneratorIterator(_Iterator):
+    def __init__(self, ds: _Generator) -> None:
+        self._ds, self._gen, self._count, self._done = ds, None, 0, False
+
+    def _source(self) -> Iterator[Any]:
+        if self._gen is None:
+            self._gen = iter(self._ds._fn())
+        return self._gen
+
+    def next(self) -> Any:
+        if self._done:
+            raise StopIteration
+        gen = self._source()
+        if self._ds._batched:
+            try:
+                value = next(gen)
+            except StopIteration:
+                self._done = True
+                raise
+            self._count += 1
+            return st.as_arrays(value)
+        rows = []
+        for value in gen:
+            rows.append(value)
+            if len(rows) == self._ds._chunk:
+                break
+        self._count += len(rows)
+        if len(rows) < self._ds._chunk:
+            self._done = True
+        if not rows:
+            raise StopIteration
+        return st.as_arrays(st.stack(rows))
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self._count, "done": self._done}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._gen, self._count, self._done = None, 0, bool(state["done"])
+        gen = self._source()
+        for _ in range(int(state["count"])):
+            next(gen)
+        self._count = int(state["count"])
