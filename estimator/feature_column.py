@@ -51,7 +51,8 @@ __all__ = [
     "apply_preprocessing", "bucketized_column", "categorical_column_with_hash_bucket",
     "categorical_column_with_identity", "categorical_column_with_vocabulary_file",
     "categorical_column_with_vocabulary_list", "columns_from_config", "columns_to_config",
-    "crossed_column", "embedding_column", "indicator_column", "input_layer", "linear_model",
+    "crossed_column", "embedding_column", "host_transform_from_json", "indicator_column", "input_layer",
+    "linear_model",
     "numeric_column", "preprocessing_config", "transform_features", "weighted_categorical_column",
 ]
 
@@ -786,6 +787,20 @@ def apply_preprocessing(config: Mapping[str, Any], features: Mapping[str, Any]) 
     if not config or "feature_columns" not in config:
         return dict(features)
     return transform_features(features, columns_from_config(config["feature_columns"]))
+
+
+def host_transform_from_json(description: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], dict[str, np.ndarray]]:
+    """The host transform of an export's preprocessing JSON (``preprocessing_config`` output).
+
+    Columns are rebuilt once; the returned function maps a raw feature batch to
+    the model's features. Keys other than ``feature_columns`` (e.g.
+    ``label_vocabulary``) are ignored here.
+    """
+    if "feature_columns" not in description:
+        raise FeatureColumnError(
+            f"preprocessing description has no 'feature_columns' (keys: {sorted(description)}).")
+    columns = columns_from_config(description["feature_columns"])
+    return lambda features: transform_features(features, columns)
 
 
 # ----------------------------------------------------------------------------- device layers

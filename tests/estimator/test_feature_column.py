@@ -214,7 +214,9 @@ def test_config_round_trip_gives_equal_columns_and_ids():
     raw = {"day": np.array(["Mon", "Wed"]), "lat": np.array([40.5, 39.0]), "hour": np.array([3, 7]),
            "w": np.array(["x", "y"]), "i": np.array([1, 9])}
     a, b = fc.transform_features(raw, cols), fc.apply_preprocessing(config, raw)
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    c = fc.host_transform_from_json(config)(raw)
+    for other in (b, c):
+        assert a.keys() == other.keys() and all(np.array_equal(a[k], other[k]) for k in a)
 
 
 def test_gradients_flow_into_embeddings_under_jit():

@@ -1,0 +1,143 @@
+"""Heads: losses, predictions and tf-named metrics against numpy computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from estimator import ModeKeys, metrics
+from estimator.canned import head as head_lib
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sigmoid_xent(z, x):
+    return -(z * np.log(_sigmoid(x)) + (1 - z) * np.log(1 - _sigmoid(x)))
+
+
+def _eval(head, logits, labels, features=None):
+    spec = head.create_estimator_spec(features or {}, ModeKeys.EVAL, logits, labels)
+    return float(spec.loss), metrics.compute_all(spec.eval_metrics), spec.predictions
+
+
+LOGITS = np.array([[-1.0], [0.5], [2.0], [0.25]], np.float32)
+WEIGHTS = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
+
+
+@pytest.mark.parametrize("reduction", [head_lib.LossReduction.SUM_OVER_BATCH_SIZE, head_lib.LossReduction.SUM])
+def test_regression_head_loss_and_metrics(reduction):
+    head = head_lib.RegressionHead(weight_column="w", loss_reduction=reduction)
+    y = np.array([0.0, 1.0, 1.0, 3.0], np.float32)
+    loss, m, pred = _eval(head, LOGITS, y, {"w": WEIGHTS})
+    sq = (y - LOGITS[:, 0]) ** 2
+    expected = np.sum(WEIGHTS * sq) / (4 if reduction == "sum_over_batch_size" else 1)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert m["average_loss"] == pytest.approx(np.sum(WEIGHTS * sq) / WEIGHTS.sum(), rel=1e-6)
+    assert m["label/mean"] == pytest.approx(np.sum(WEIGHTS * y) / WEIGHTS.sum(), rel=1e-6)
+    assert m["prediction/mean"] == pytest.approx(np.sum(WEIGHTS * LOGITS[:, 0]) / WEIGHTS.sum(), rel=1e-6)
+    np.testing.assert_allclose(pred["predictions"], LOGITS)
+
+
+def test_regression_head_multi_dimensional_labels_and_inverse_link():
+    head = head_lib.RegressionHead(label_dimension=2, inverse_link_fn=lambda x: 2 * x)
+    logits = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    y = np.array([[0.0, 2.0], [3.0, 6.0]], np.float32)
+    loss, m, pred = _eval(head, logits, y)
+    assert loss == pytest.approx((1 + 0 + 0 + 4) / 4)  # SUM_OVER_BATCH_SIZE counts every value
+    np.testing.assert_allclose(pred["predictions"], 2 * logits)
+    np.testing.assert_allclose(pred["logits"], logits)
+    with pytest.raises(head_lib.HeadError, match="labels of shape"):
+        _eval(head, logits, y[:, :1])
+
+
+def test_binary_head_predictions_loss_and_metrics():
+    head = head_lib.BinaryClassHead(weight_column="w", thresholds=[0.7])
+    y = np.array([0, 1, 0, 1])
+    loss, m, pred = _eval(head, LOGITS, y, {"w": WEIGHTS})
+    x, w = LOGITS[:, 0].astype(np.float64), WEIGHTS.astype(np.float64)
+    xent = _sigmoid_xent(y, x)
+    assert loss == pytest.approx(np.sum(w * xent) / 4, rel=1e-5)
+    p = _sigmoid(x)
+    np.testing.assert_allclose(pred["logistic"][:, 0], p, rtol=1e-6)
+    np.testing.assert_allclose(pred["probabilities"], np.stack([1 - p, p], 1), rtol=1e-6)
+    np.testing.assert_array_equal(pred["class_ids"][:, 0], [0, 1, 1, 1])
+    pos = (x > 0).astype(int)
+    tp = np.sum(w * (pos == 1) * (y == 1))
+    label_mean = np.sum(w * y) / w.sum()
+    expected = {
+        "accuracy": np.sum(w * (pos == y)) / w.sum(),
+        "precision": tp / np.sum(w * (pos == 1)),
+        "recall": tp / np.sum(w * (y == 1)),
+        "label/mean": label_mean,
+        "prediction/mean": np.sum(w * p) / w.sum(),
+        "accuracy_baseline": max(label_mean, 1 - label_mean),
+        "average_loss": np.sum(w * xent) / w.sum(),
+        # predictions fall in distinct AUC buckets, so keras' interpolated ROC AUC is the exact
+        # weighted probability that a positive outranks a negative
+        "auc": sum(w[i] * w[j] * (p[i] > p[j]) for i in range(4) for j in range(4) if y[i] and not y[j])
+        / (np.sum(w * y) * np.sum(w * (1 - y))),
+        "accuracy/positive_threshold_0.7": np.sum(w * ((p > 0.7) == y)) / w.sum(),
+    }
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value, rel=1e-5), key
+    assert 0.0 <= m["auc_precision_recall"] <= 1.0
+    assert {"precision/positive_threshold_0.7", "recall/positive_threshold_0.7"} <= m.keys()
+
+
+def test_binary_head_label_vocabulary_on_host_and_classes():
+    head = head_lib.BinaryClassHead(label_vocabulary=["neg", "pos"])
+    np.testing.assert_array_equal(head.host_labels(np.array(["pos", "neg", "pos"])), [1, 0, 1])
+    with pytest.raises(head_lib.HeadError, match="not in label_vocabulary"):
+        head.host_labels(np.array(["pos", "maybe"]))
+    pred = head.predictions(LOGITS[:2])
+    out = head.host_predictions({k: np.asarray(v) for k, v in pred.items()})
+    assert out["classes"].tolist() == [[b"neg"], [b"pos"]]
+    assert out["all_classes"][0].tolist() == [b"neg", b"pos"]
+    plain = head_lib.BinaryClassHead()
+    assert plain.host_predictions({"class_ids": np.array([[1]])})["classes"].tolist() == [[b"1"]]
+    with pytest.raises(head_lib.HeadError, match=r"labels must be in \[0, 2\)"):
+        plain.host_labels(np.array([0, 2]))
+    with pytest.raises(head_lib.HeadError, match="label_vocabulary"):
+        plain.host_labels(np.array(["a"]))
+
+
+def test_multi_class_head_softmax_loss_accuracy_and_classes():
+    head = head_lib.MultiClassHead(3, weight_column="w", label_vocabulary=["a", "b", "c"])
+    logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [2.0, 0.0, 0.0]], np.float32)
+    labels = head.host_labels(np.array([["b"], ["a"], ["a"]]))
+    w = np.array([1.0, 2.0, 3.0])
+    loss, m, pred = _eval(head, logits, labels, {"w": w})
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    xent = -logp[np.arange(3), labels[:, 0]]
+    assert loss == pytest.approx(np.sum(w * xent) / 3, rel=1e-5)
+    assert m["average_loss"] == pytest.approx(np.sum(w * xent) / w.sum(), rel=1e-5)
+    assert m["accuracy"] == pytest.approx((1.0 + 3.0) / 6.0)
+    np.testing.assert_allclose(pred["probabilities"], np.exp(logp), rtol=1e-5)
+    out = head.host_predictions({k: np.asarray(v) for k, v in pred.items()})
+    assert out["classes"][:, 0].tolist() == [b"b", b"c", b"a"]
+
+
+def test_multi_label_head_mean_over_classes_and_vocabulary():
+    head = head_lib.MultiLabelHead(3, label_vocabulary=["x", "y", "z"], thresholds=[0.5])
+    labels = head.host_labels(np.array([["x", "z"], ["y", ""]]))
+    np.testing.assert_array_equal(labels, [[1, 0, 1], [0, 1, 0]])
+    logits = np.array([[1.0, -2.0, 0.5], [0.0, 1.5, -1.0]], np.float32)
+    loss, m, pred = _eval(head, logits, labels)
+    per_example = _sigmoid_xent(labels, logits.astype(np.float64)).mean(axis=1)
+    assert loss == pytest.approx(per_example.mean(), rel=1e-5)
+    assert m["average_loss"] == pytest.approx(per_example.mean(), rel=1e-5)
+    assert m["accuracy/positive_threshold_0.5"] == pytest.approx(np.mean((logits > 0) == labels))
+    assert m["auc"] == pytest.approx(1.0)  # every positive logit exceeds every negative one
+    np.testing.assert_allclose(pred["probabilities"], _sigmoid(logits), rtol=1e-6)
+
+
+def test_predict_needs_no_labels_and_eval_does():
+    head = head_lib.RegressionHead()
+    spec = head.create_estimator_spec({}, ModeKeys.PREDICT, LOGITS)
+    assert spec.loss is None and set(spec.predictions) == {"predictions"}
+    with pytest.raises(head_lib.HeadError, match="labels are required"):
+        head.create_estimator_spec({}, ModeKeys.EVAL, LOGITS)
+    with pytest.raises(head_lib.HeadError, match="logits must have shape"):
+        head.create_estimator_spec({}, ModeKeys.PREDICT, np.zeros((4, 2)))
