@@ -3,17 +3,25 @@
 The batch is split over a ``data`` mesh axis spanning every device of every
 process; parameters are replicated (or, with ``param_sharding="fsdp"``, split
 over the same axis). Each process contributes its own share of a global batch.
+``initialize()`` starts ``jax.distributed`` from a RunConfig, the environment,
+TF_CONFIG or JAX's cluster detection; the Estimator calls it on construction.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+
+log = logging.getLogger("estimator")
 
 
 class ShardingError(ValueError):
@@ -113,3 +121,194 @@ class InputContext:
                 f"global batch size {global_batch_size} is not divisible by {self.num_input_pipelines} processes."
             )
         return global_batch_size // self.num_input_pipelines
+
+
+# ---------------------------------------------------------------------- multi-process start-up
+
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+ENV_CLUSTER_DETECTION = "ESTIMATOR_CLUSTER_DETECTION"
+EVALUATOR = "evaluator"
+
+_started: ClusterSpec | None = None
+
+
+class DistributedInitError(RuntimeError):
+    """The multi-process settings are incomplete or contradictory, or JAX could not start with them."""
+
+
+class ClusterSpec(NamedTuple):
+    """Where this process sits in a job.
+
+    Attributes:
+      role: "chief", "worker", "evaluator" (runs the continuous evaluator, not
+        part of the training job) or "single" (one process, nothing to start).
+      coordinator_address: ``host:port`` of process 0; None for single/evaluator
+        or when JAX's cluster detection supplies it.
+      num_processes / process_id: the training job's size and this process's id.
+      source: where the settings came from ("run_config", "env", "TF_CONFIG",
+        "cluster_detection", "none").
+    """
+
+    role: str
+    coordinator_address: str | None
+    num_processes: int
+    process_id: int
+    source: str
+
+    @property
+    def multi_process(self) -> bool:
+        """True when this process is one of several training processes."""
+        return self.role in ("chief", "worker") and (self.num_processes > 1 or self.source == "cluster_detection")
+
+
+def _int_setting(value: Any, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DistributedInitError(f"{name} must be an integer, got {value!r}.") from None
+
+
+def _from_tf_config(raw: str) -> ClusterSpec:
+    try:
+        tf_config = json.loads(raw)
+        cluster = dict(tf_config.get("cluster") or {})
+        task = dict(tf_config.get("task") or {})
+    except (ValueError, AttributeError, TypeError) as error:
+        raise DistributedInitError(f"TF_CONFIG is not a JSON object with 'cluster' and 'task': {error}.") from None
+    task_type, index = task.get("type"), _int_setting(task.get("index", 0), "TF_CONFIG task.index")
+    chiefs = list(cluster.get("chief") or cluster.get("master") or [])
+    workers = list(cluster.get("worker") or [])
+    if cluster.get("ps"):
+        raise DistributedInitError("TF_CONFIG has 'ps' tasks: parameter servers are not used here; "
+                                   "list the hosts as 'chief' and 'worker' only.")
+    if len(chiefs) > 1:
+        raise DistributedInitError(f"TF_CONFIG lists {len(chiefs)} chief tasks; there must be at most one.")
+    hosts = chiefs + workers
+    if task_type == EVALUATOR:
+        return ClusterSpec(EVALUATOR, None, 1, 0, "TF_CONFIG")
+    if task_type in ("chief", "master"):
+        process_id = 0
+    elif task_type == "worker":
+        process_id = len(chiefs) + index
+    else:
+        raise DistributedInitError(
+            f"TF_CONFIG task.type is {task_type!r}; expected 'chief', 'worker' or 'evaluator'.")
+    if not hosts or process_id >= len(hosts):
+        raise DistributedInitError(
+            f"TF_CONFIG task {task_type}:{index} is not in the cluster spec {cluster}.")
+    role = "chief" if process_id == 0 else "worker"
+    return ClusterSpec(role, str(hosts[0]), len(hosts), process_id, "TF_CONFIG")
+
+
+def _cluster_env_present(environ: Mapping[str, str]) -> bool:
+    """A multi-process launcher JAX knows (SLURM, Open MPI, Cloud TPU) set this environment."""
+    if environ.get(ENV_CLUSTER_DETECTION, "").lower() in ("1", "true", "yes"):
+        return True
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+    if all(k in environ for k in slurm) and (_int_setting(environ["SLURM_NTASKS"], "SLURM_NTASKS") or 1) > 1:
+        return True
+    if "OMPI_MCA_orte_hnp_uri" in environ and (_int_setting(environ.get("OMPI_COMM_WORLD_SIZE"), "OMPI_COMM_WORLD_SIZE") or 1) > 1:
+        return True
+    tpu_hosts = environ.get("TPU_PROCESS_ADDRESSES") or environ.get("TPU_WORKER_HOSTNAMES") or ""
+    return "," in tpu_hosts
+
+
+def resolve_cluster(config: Any = None, environ: Mapping[str, str] | None = None) -> ClusterSpec:
+    """Works out this process's place in the job without starting anything.
+
+    Sources, first match wins: the ``RunConfig`` fields ``coordinator_address``
+    / ``num_processes`` / ``process_id`` (missing ones filled from the
+    environment), the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
+    ``JAX_PROCESS_ID`` environment variables, a ``TF_CONFIG`` cluster spec
+    (chief = process 0, worker i = process i + 1; the ``evaluator`` task gets
+    role "evaluator"), then JAX's own detection when a SLURM, Open MPI or
+    multi-host Cloud TPU environment is present (or ``ESTIMATOR_CLUSTER_DETECTION=1``).
+    """
+    environ = os.environ if environ is None else environ
+    given = {
+        "coordinator_address": getattr(config, "coordinator_address", None),
+        "num_processes": getattr(config, "num_processes", None),
+        "process_id": getattr(config, "process_id", None),
+    }
+    env = {
+        "coordinator_address": environ.get(ENV_COORDINATOR) or None,
+        "num_processes": _int_setting(environ.get(ENV_NUM_PROCESSES), ENV_NUM_PROCESSES),
+        "process_id": _int_setting(environ.get(ENV_PROCESS_ID), ENV_PROCESS_ID),
+    }
+    source = "run_config" if any(v is not None for v in given.values()) else (
+        "env" if any(v is not None for v in env.values()) else None)
+    if source is None and environ.get("TF_CONFIG"):
+        return _from_tf_config(environ["TF_CONFIG"])
+    if source is None:
+        if _cluster_env_present(environ):
+            return ClusterSpec("chief", None, 0, 0, "cluster_detection")
+        return ClusterSpec("single", None, 1, 0, "none")
+    merged = {k: given[k] if given[k] is not None else env[k] for k in given}
+    num, pid, address = merged["num_processes"], merged["process_id"], merged["coordinator_address"]
+    where = "RunConfig" if source == "run_config" else "the environment"
+    if num is not None and num == 1 and (pid or 0) == 0:
+        return ClusterSpec("single", address, 1, 0, source)
+    missing = [k for k, v in merged.items() if v is None]
+    if missing:
+        names = {"coordinator_address": ENV_COORDINATOR, "num_processes": ENV_NUM_PROCESSES,
+                 "process_id": ENV_PROCESS_ID}
+        raise DistributedInitError(
+            f"multi-process settings from {where} are incomplete: missing {missing}; set them in RunConfig "
+            f"or as {[names[k] for k in missing]}.")
+    if num < 1 or not 0 <= pid < num:
+        raise DistributedInitError(
+            f"process_id={pid} is not in [0, num_processes={num}) (settings from {where}).")
+    if ":" not in address:
+        raise DistributedInitError(f"coordinator_address {address!r} must be 'host:port' (settings from {where}).")
+    return ClusterSpec("chief" if pid == 0 else "worker", address, num, pid, source)
+
+
+def is_evaluator(config: Any = None, environ: Mapping[str, str] | None = None) -> bool:
+    """True when TF_CONFIG makes this process the ``evaluator`` task (run the continuous evaluator)."""
+    return resolve_cluster(config, environ).role == EVALUATOR
+
+
+def initialize(config: Any = None, timeout_secs: int = 300) -> bool:
+    """Starts ``jax.distributed`` when ``config`` or the environment asks for several processes.
+
+    Idempotent: later calls return what the first one did. Returns True when
+    this process is part of a multi-process job. A single process, or the
+    TF_CONFIG ``evaluator`` task, starts nothing and returns False (check
+    ``is_evaluator()`` to run the continuous evaluator). On CPU the collectives
+    use gloo, so several processes on one machine work.
+    """
+    global _started
+    if _started is not None:
+        return _started.multi_process
+    if jax.distributed.is_initialized():
+        _started = ClusterSpec("chief" if jax.process_index() == 0 else "worker", None, jax.process_count(),
+                               jax.process_index(), "external")
+        return True
+    spec = resolve_cluster(config)
+    if not spec.multi_process:
+        _started = spec
+        return False
+    if "jax_cpu_collectives_implementation" in jax.config.values:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if spec.source == "cluster_detection":
+        kwargs: dict[str, Any] = {}
+    else:
+        kwargs = {"coordinator_address": spec.coordinator_address, "num_processes": spec.num_processes,
+                  "process_id": spec.process_id}
+    log.info("Starting jax.distributed (%s): %s", spec.source,
+             kwargs or "settings from the cluster environment")
+    try:
+        jax.distributed.initialize(**kwargs, initialization_timeout=timeout_secs)
+    except RuntimeError as error:
+        raise DistributedInitError(
+            f"jax.distributed could not start with {kwargs or 'cluster detection'} ({spec.source}): {error}. "
+            "It must run before any JAX computation: create the Estimator (or call "
+            "estimator.distribute.initialize()) first, and check that every process uses the same "
+            "coordinator address and process count."
+        ) from error
+    _started = spec._replace(num_processes=jax.process_count(), process_id=jax.process_index())
+    return True

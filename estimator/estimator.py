@@ -96,6 +96,7 @@ class Estimator:
         if not callable(model_fn):
             raise EstimatorError(f"model_fn must be callable, got {type(model_fn).__name__}.")
         config = config or RunConfig()
+        distribute.initialize(config)  # multi-process start-up, before any device is touched
         if model_dir and config.model_dir and os.path.abspath(model_dir) != os.path.abspath(config.model_dir):
             raise EstimatorError(
                 f"model_dir={model_dir!r} differs from RunConfig.model_dir={config.model_dir!r}; give one of them."
