@@ -103,7 +103,7 @@ def synthesize_trips(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     drop = rng.choice(len(HOTSPOTS), n, p=_W_DROP / _W_DROP.sum())
     plon, plat = _around(rng, pick)
     dlon, dlat = _around(rng, drop)
-    local = rng.random(n) < 0.5  # short hops in the same neighbourhood
+    local = (rng.random(n) < 0.5) & ~_AIRPORT[pick]  # short hops in the same neighbourhood
     hop = rng.lognormal(np.log(1.2), 0.6, n)
     angle = rng.uniform(0, 2 * np.pi, n)
     dlon = np.where(local, plon + hop * np.cos(angle) / _KM_PER_DEG_LON, dlon)
