@@ -83,12 +83,13 @@ def _column(name: str, values: Any, spec: Mapping[str, Any]) -> np.ndarray:
     return arr
 
 
-def columns_from_request(
+def gather_columns(
     inputs: Mapping[str, Mapping[str, Any]], features: Mapping[str, Any] | Sequence[Any]
-) -> dict[str, np.ndarray]:
-    """Validates features given as columns (dict of lists/arrays) or rows (list of dicts).
+) -> tuple[dict[str, Any], int]:
+    """Checks the layout of features given as columns (dict of lists/arrays) or rows (list of dicts).
 
-    For a model with a single input, rows may also be bare values. Raises
+    For a model with a single input, rows may also be bare values. Returns ``(columns,
+    batch_size)`` with the values still as given (see :func:`convert_columns`). Raises
     PredictorInputError naming the feature (and example) that is wrong.
     """
     names = list(inputs)
@@ -112,13 +113,30 @@ def columns_from_request(
     else:
         raise PredictorInputError(f"Features must be a dict of name -> values or a list of examples, got {type(features).__name__}.")
     _check_names(names, columns.keys(), where="")
-    out = {n: _column(n, columns[n], inputs[n]) for n in names}
-    sizes = {n: len(a) for n, a in out.items()}
+    sizes = {}
+    for n in names:
+        values = columns[n]
+        if isinstance(values, str | bytes | Mapping) or (not isinstance(values, list) and np.ndim(values) == 0):
+            raise PredictorInputError(f"feature {n!r}: expected a list with one value per example, got {values!r:.80}.")
+        sizes[n] = len(values)
     if len(set(sizes.values())) > 1:
         raise PredictorInputError(f"Features have different batch sizes: {sizes}; all must have the same.")
-    if sizes and next(iter(sizes.values())) == 0:
+    size = next(iter(sizes.values()))
+    if size == 0:
         raise PredictorInputError("Got a batch of 0 examples; send at least one.")
-    return out
+    return {n: columns[n] for n in names}, size
+
+
+def convert_columns(inputs: Mapping[str, Mapping[str, Any]], columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Converts gathered columns to numpy arrays of the signature's dtypes, checking shapes."""
+    return {n: _column(n, columns[n], spec) for n, spec in inputs.items()}
+
+
+def columns_from_request(
+    inputs: Mapping[str, Mapping[str, Any]], features: Mapping[str, Any] | Sequence[Any]
+) -> dict[str, np.ndarray]:
+    """Validates features given as columns or rows; returns numpy columns (see gather_columns)."""
+    return convert_columns(inputs, gather_columns(inputs, features)[0])
 
 
 def _check_names(expected: list[str], got: Any, where: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from estimator._predictor import columns_from_request
+from estimator._predictor import gather_columns
 
 SIGNATURE_NAME = "serving_default"
 
@@ -26,11 +26,13 @@ class ServingError(Exception):
         self.message = message
 
 
-def parse_predict(body: bytes, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, np.ndarray], bool]:
-    """Parses a :predict body into validated columns; returns ``(columns, row_format)``.
+def parse_predict(body: bytes, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, Any], int, bool]:
+    """Parses a :predict body; returns ``(columns, batch_size, row_format)``.
 
-    Raises ServingError(400) for malformed JSON or a body that is not TF Serving's shape;
-    feature errors surface as ``PredictorInputError`` (also a 400).
+    Columns hold the JSON values as sent, their layout checked (names, batch sizes); dtypes
+    and shapes are checked by ``convert_columns``. Raises ServingError(400) for malformed
+    JSON or a body that is not TF Serving's shape; feature errors surface as
+    ``PredictorInputError`` (also a 400).
     """
     try:
         request = json.loads(body)
@@ -50,13 +52,13 @@ def parse_predict(body: bytes, inputs: Mapping[str, Mapping[str, Any]]) -> tuple
         features = request["instances"]
         if not isinstance(features, list):
             raise ServingError(400, '"instances" must be a list of examples.')
-        return columns_from_request(inputs, features), True
+        return (*gather_columns(inputs, features), True)
     features = request["inputs"]
     if not isinstance(features, dict):
         if len(inputs) != 1:
             raise ServingError(400, f'"inputs" must be an object name -> values; the model has inputs {list(inputs)}.')
         features = {next(iter(inputs)): features}
-    return columns_from_request(inputs, features), False
+    return (*gather_columns(inputs, features), False)
 
 
 def format_predictions(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from estimator._predictor import Predictor, PredictorInputError
 from estimator.serving import _rest
+from estimator.serving._batch_predict import batch_predictor
 from estimator.serving._batcher import Batcher, Unbatched
 from estimator.serving._metrics import Metrics
 from estimator.serving._rest import ServingError
@@ -57,10 +58,10 @@ class _Server:
         self.versions = VersionManager(config.model_base_path, self._make_batcher, config.max_batch_size)
 
     def _make_batcher(self, predictor: Predictor) -> Batcher | Unbatched:
+        run = batch_predictor(predictor, self.metrics.observe_batch)
         if not self.config.enable_batching:
-            return Unbatched(predictor.predict_columns, self.executor, self.metrics.observe_batch)
-        return Batcher(predictor.predict_columns, self.executor, self.config.max_batch_size,
-                       self.config.batch_timeout_micros / 1e6, self.metrics.observe_batch)
+            return Unbatched(run, self.executor)
+        return Batcher(run, self.executor, self.config.max_batch_size, self.config.batch_timeout_micros / 1e6)
 
     async def refresh(self) -> None:
         old = await asyncio.to_thread(self.versions.refresh)
@@ -115,8 +116,8 @@ class _Server:
                     raise ServingError(404, f"Method {verb!r} is not supported; use :predict.")
                 if request.method != "POST":
                     raise ServingError(405, ":predict takes POST.")
-                columns, row_format = _rest.parse_predict(await self.read_body(request), served.predictor.inputs)
-                outputs = await served.batcher.submit(columns)
+                columns, size, row_format = _rest.parse_predict(await self.read_body(request), served.predictor.inputs)
+                outputs = await served.batcher.submit((columns, size), size)
                 body = _rest.format_predictions(outputs, row_format)
             elif m["meta"]:
                 api = "metadata"

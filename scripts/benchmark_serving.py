@@ -1,0 +1,241 @@
+"""Serving benchmark: single-row :predict at 1/16/64 connections against four servers.
+
+    python scripts/benchmark_serving.py [--model_base_path DIR] [--seconds 4]
+
+Servers (each its own process, uvicorn + starlette): our server with dynamic batching,
+our server without batching, a naive server (the loaded export called inline, once per
+request) and the HTTP ceiling (parses the JSON body, answers a constant). The load
+generator is ``wrk`` (a Lua POST body) when installed, else an async httpx client in its
+own process. Without --model_base_path a 7->64->32->1 MLP export is generated. Prints QPS
+and p50/p99 latency per cell; numbers are indicative on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+MODEL_NAME = "bench"
+FEATURES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
+            "passenger_count", "hourofday", "dayofweek"]
+
+
+def make_mlp_export(base: str) -> str:
+    """Writes a 7->64->32->1 MLP export (7 named float features) under ``base``; returns its path."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from estimator.export import ExportableFunction, export_saved_model
+
+    def predict(params, state, features):
+        x = jnp.stack([features[n] for n in FEATURES], axis=-1)
+        for i in range(2):
+            x = jax.nn.relu(x @ params[f"w{i}"] + params[f"b{i}"])
+        return {"predictions": x @ params["w2"] + params["b2"]}
+
+    rng = np.random.default_rng(0)
+    sizes = [7, 64, 32, 1]
+    params = {}
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        params[f"w{i}"] = (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32)
+        params[f"b{i}"] = np.zeros(b, np.float32)
+    return export_saved_model(ExportableFunction(predict, params), base, dict.fromkeys(FEATURES, "float32"))
+
+
+def _example(signature: dict) -> dict:
+    import numpy as np
+
+    return {k: (np.full(s["shape"], "a", object) if s["dtype"] == "string" else np.full(s["shape"], 0.5)).tolist()
+            for k, s in signature["inputs"].items()}
+
+
+def _naive_or_ceiling_app(kind: str, model_dir: str):
+    """The baseline servers: 'naive' (predict inline per request) or 'ceiling' (constant answer)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from estimator._predictor import convert_columns
+    from estimator.export import load
+    from estimator.serving import _rest
+
+    predictor = load(model_dir) if kind == "naive" else None
+    if predictor is not None:
+        predictor.warmup(1)
+    constant = {"predictions": [[0.0]]}
+
+    async def predict(request):
+        body = await request.body()
+        if predictor is None:
+            json.loads(body)
+            return JSONResponse(constant)
+        columns, _, row_format = _rest.parse_predict(body, predictor.inputs)
+        outputs = predictor.predict_columns(convert_columns(predictor.inputs, columns))
+        return JSONResponse(_rest.format_predictions(outputs, row_format))
+
+    async def status(request):
+        return JSONResponse({"model_version_status": [{"state": "AVAILABLE"}]})
+
+    return Starlette(routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+                             Route("/v1/models/{name}", status)])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(kind: str, base: str, version_dir: str, port: int) -> subprocess.Popen:
+    if kind in ("batching", "no batching"):
+        cmd = [sys.executable, "-m", "estimator.serving", "--model_name", MODEL_NAME, "--model_base_path", base,
+               "--port", str(port), "--host", "127.0.0.1", "--log_level", "warning",
+               "--enable_batching", "true" if kind == "batching" else "false"]
+    else:
+        cmd = [sys.executable, __file__, "--_serve", kind, "--_model_dir", version_dir, "--_port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{kind} server did not start within 120 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if m is None:
+        raise ValueError(f"cannot parse wrk latency {text!r}")
+    return float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m[2]]
+
+
+def _run_wrk(url: str, body: str, conns: int, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name, url],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return {"qps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+            "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]), "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]),
+            "errors": errors}
+
+
+def _run_httpx(url: str, body: str, conns: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--_load", url, "--_conns", str(conns), "--_seconds", str(seconds)],
+                         input=body, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _httpx_load(url: str, conns: int, seconds: float) -> None:
+    """Load generator process: ``conns`` async clients posting stdin's body for ``seconds``."""
+    import asyncio
+
+    import httpx
+
+    body = sys.stdin.read().encode()
+    lat, errors = [], 0
+
+    async def client(http: httpx.AsyncClient, stop: float) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            r = await http.post(url, content=body, headers={"Content-Type": "application/json"})
+            lat.append(time.perf_counter() - t)
+            errors += r.status_code != 200
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+            stop = time.perf_counter() + seconds
+            await asyncio.gather(*(client(http, stop) for _ in range(conns)))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    lat.sort()
+    print(json.dumps({"qps": len(lat) / (time.perf_counter() - start), "p50": lat[len(lat) // 2] * 1e3,
+                      "p99": lat[int(len(lat) * 0.99)] * 1e3, "errors": errors}))
+
+
+def main() -> None:
+    """Runs every server x connection-count cell and prints the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model_base_path", help="export base dir (default: a generated MLP export)")
+    p.add_argument("--seconds", type=float, default=4.0, help="duration of each cell")
+    p.add_argument("--connections", default="1,16,64")
+    p.add_argument("--servers", default="batching,no batching,naive,ceiling")
+    p.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    p.add_argument("--_serve"), p.add_argument("--_model_dir"), p.add_argument("--_port", type=int)
+    p.add_argument("--_load"), p.add_argument("--_conns", type=int), p.add_argument("--_seconds", type=float)
+    args = p.parse_args()
+    if args._serve:
+        import uvicorn
+
+        uvicorn.run(_naive_or_ceiling_app(args._serve, args._model_dir), host="127.0.0.1", port=args._port,
+                    log_level="warning", access_log=False)
+        return
+    if args._load:
+        _httpx_load(args._load, args._conns, args._seconds)
+        return
+
+    from estimator._export_dir import complete_versions
+
+    base = args.model_base_path or make_mlp_export(tempfile.mkdtemp(prefix="bench_export_"))
+    if not args.model_base_path:
+        base = os.path.dirname(base)
+    version_dir = os.path.join(base, str(complete_versions(base)[-1]))
+    with open(os.path.join(version_dir, "saved_model.json")) as f:
+        body = json.dumps({"instances": [_example(json.load(f))]})
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    run = _run_wrk if use_wrk else _run_httpx
+    conns = [int(c) for c in args.connections.split(",")]
+    print(f"load generator: {'wrk' if use_wrk else 'httpx'}; {args.seconds:g} s per cell; body {body}")
+    rows = []
+    for kind in args.servers.split(","):
+        port = _free_port()
+        proc = _start(kind, base, version_dir, port)
+        try:
+            url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict"
+            run(url, body, 4, 1.0)  # warm up
+            for c in conns:
+                r = run(url, body, c, args.seconds)
+                rows.append((kind, c, r))
+                print(f"  {kind:12s} c={c:3d}: {r['qps']:8.0f} QPS  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
+                      f"  errors {r['errors']}", flush=True)
+        finally:
+            _stop(proc)
+    print("\n| server | connections | QPS | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|")
+    for kind, c, r in rows:
+        print(f"| {kind} | {c} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+
+
+if __name__ == "__main__":
+    main()
