@@ -66,7 +66,11 @@ class CheckpointStore:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=options,
-            item_names=("state", "input", "meta"),
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "input": ocp.JsonCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def latest_step(self) -> int | None:
@@ -118,8 +122,17 @@ class CheckpointStore:
         return (restored["input"] or {}).get("iterator")
 
     def restore_arrays(self, step: int) -> Any:
-        """Reads the state of ``step`` as host numpy arrays, with no target (warm start)."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        """Reads the state of ``step`` onto this process's first device, whatever topology wrote it.
+
+        For evaluation, prediction, export and warm start: a checkpoint written by
+        several processes or devices is read back by one (orbax refuses a restore
+        without a target when the device set differs).
+        """
+        metadata = self._manager.item_metadata(step)["state"]
+        tree = getattr(metadata, "tree", metadata)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree)
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return restored["state"]
 
     def wait(self) -> None:
