@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from estimator.checkpoint import CheckpointStore, checkpoint_dir
 from estimator.hooks import Hook, RunContext, RunValues
 
 log = logging.getLogger("estimator")
@@ -44,7 +45,8 @@ class EvalSpec(NamedTuple):
       hooks: hooks for the evaluation loop.
       exporters: exporters run after each evaluation.
       start_delay_secs: wait before the first evaluation (continuous evaluator only).
-      throttle_secs: at least this long between evaluations.
+      throttle_secs: at least this long between evaluations (the continuous
+        evaluator's final step is evaluated regardless).
       every_n_steps: also evaluate every N train steps (None: time-based only).
     """
 
@@ -84,10 +86,10 @@ class _EvalDue(Hook):
 
 
 def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[str, Any],
-                  is_the_final_export: bool) -> list[str]:
-    """Runs each exporter on the latest checkpoint; returns the paths written."""
+                  is_the_final_export: bool, checkpoint: str | None = None) -> list[str]:
+    """Runs each exporter on ``checkpoint`` (default: the latest); returns the paths written."""
     paths = []
-    checkpoint = estimator.latest_checkpoint()
+    checkpoint = checkpoint or estimator.latest_checkpoint()
     for exporter in exporters:
         export_path = os.path.join(estimator.model_dir, "export", exporter.name)
         path = exporter.export(estimator, export_path, checkpoint, eval_result, is_the_final_export)
@@ -134,3 +136,64 @@ def train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpe
             evaluated_step, last_eval_time = step, time.time()
         if finished:
             return metrics, exports
+
+
+def _latest_step(store: CheckpointStore | None, model_dir: str) -> tuple[CheckpointStore | None, int | None]:
+    if store is None:
+        if not os.path.isdir(checkpoint_dir(model_dir)):
+            return None, None
+        store = CheckpointStore(model_dir, read_only=True)
+    return store, store.latest_step()
+
+
+def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | None, poll_secs: float = 5.0,
+                        timeout_secs: float | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """Watches ``estimator.model_dir`` and evaluates each new checkpoint once, then runs the exporters.
+
+    The evaluator process of a cluster (TF_CONFIG task ``evaluator``) or
+    ``scripts/evaluate.py --continuous``: it never trains or writes checkpoints.
+    Polls every ``poll_secs``; when several checkpoints appeared since the last
+    look, only the newest is evaluated (tf.estimator's behaviour); waits
+    ``eval_spec.start_delay_secs`` first and at least ``eval_spec.throttle_secs``
+    between evaluations. Stops after evaluating a step >= ``max_steps``, or
+    when no new checkpoint appeared for ``timeout_secs`` (None: wait forever).
+    Returns ``(last metrics or None, paths the last exporters wrote)``.
+    """
+    if max_steps is not None and max_steps <= 0:
+        raise TrainAndEvaluateError(f"continuous_evaluate: max_steps must be positive or None, got {max_steps}.")
+    if poll_secs <= 0:
+        raise TrainAndEvaluateError(f"continuous_evaluate: poll_secs must be positive, got {poll_secs}.")
+    time.sleep(max(0.0, eval_spec.start_delay_secs))
+    store, seen, evaluated, metrics, exports = None, None, None, None, []
+    last_eval_time, last_new_time = float("-inf"), time.time()
+    while True:
+        store, step = _latest_step(store, estimator.model_dir)
+        if step != seen:
+            seen, last_new_time = step, time.time()
+        final = step is not None and max_steps is not None and step >= max_steps
+        fresh = step is not None and step != evaluated
+        if fresh and (final or time.time() - last_eval_time >= eval_spec.throttle_secs):
+            path = store.step_path(step)
+            last_eval_time = time.time()
+            try:
+                metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
+                                             checkpoint_path=path, name=eval_spec.name)
+            except (FileNotFoundError, ValueError) as error:
+                if os.path.isdir(path):
+                    raise
+                log.warning("Checkpoint %s was deleted before it could be evaluated (%s); waiting for the next.",
+                            path, error)
+                evaluated = step
+                continue
+            evaluated = step
+            exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=final,
+                                    checkpoint=path)
+            if final:
+                log.info("Evaluated the final step %d (max_steps %d); stopping.", step, max_steps)
+                return metrics, exports
+            continue
+        if timeout_secs is not None and time.time() - last_new_time > timeout_secs:
+            log.info("No new checkpoint in %s for %.0f s; stopping the continuous evaluation.",
+                     estimator.model_dir, timeout_secs)
+            return metrics, exports
+        time.sleep(poll_secs)

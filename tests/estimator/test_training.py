@@ -1,0 +1,121 @@
+"""continuous_evaluate: each new checkpoint evaluated once, exporters run, stops at max_steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from estimator import Estimator, EstimatorSpec, RunConfig, metrics, nn
+from estimator.training import EvalSpec, TrainAndEvaluateError, continuous_evaluate
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(32, 2)).astype(np.float32)
+Y = (X @ np.array([[2.0], [-1.0]], np.float32) + 1.0).astype(np.float32)
+
+
+def model_fn(features, labels, mode):
+    """Linear regression with an MSE loss and metric."""
+    predictions = nn.Dense(1, name="linear")(features["x"])
+    loss = None if labels is None else jnp.mean((predictions - labels) ** 2)
+    eval_metrics = None if labels is None else {"mae": metrics.MeanAbsoluteError()(labels, predictions)}
+    return EstimatorSpec(mode, predictions={"y": predictions}, loss=loss, optimizer=optax.sgd(0.1),
+                         eval_metrics=eval_metrics)
+
+
+def train_input_fn():
+    for i in range(0, 10_000, 8):
+        j = i % 32
+        yield {"x": X[j:j + 8]}, Y[j:j + 8]
+
+
+def eval_input_fn():
+    return [({"x": X}, Y)]
+
+
+class RecordingExporter:
+    """Records what continuous_evaluate asked it to export."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.calls: list[tuple[str, int, bool]] = []
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        self.calls.append((os.path.basename(checkpoint_path), eval_result["global_step"], is_the_final_export))
+        return f"{export_path}/{eval_result['global_step']}"
+
+
+def _results(model_dir: str) -> list[dict]:
+    path = os.path.join(model_dir, "eval", "results.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _wait_for(predicate, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for the evaluator"
+        time.sleep(0.05)
+
+
+def test_each_new_checkpoint_is_evaluated_once_then_it_stops(tmp_path):
+    model_dir = str(tmp_path / "model")
+    config = RunConfig(model_dir=model_dir, save_checkpoints_steps=2, keep_checkpoint_max=None, save_summary_steps=2)
+    trainer = Estimator(model_fn, config=config)
+    evaluator = Estimator(model_fn, config=config)
+    exporter = RecordingExporter()
+    spec = EvalSpec(eval_input_fn, steps=None, exporters=[exporter], start_delay_secs=0, throttle_secs=0)
+    outcome: dict = {}
+
+    def run():
+        outcome["result"] = continuous_evaluate(evaluator, spec, max_steps=6, poll_secs=0.05, timeout_secs=120)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    for target in (2, 4, 6):
+        trainer.train(train_input_fn, max_steps=target)
+        _wait_for(lambda target=target: any(r["global_step"] == target for r in _results(model_dir)))
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    results = _results(model_dir)
+    assert [r["global_step"] for r in results] == [2, 4, 6]
+    final_metrics, exports = outcome["result"]
+    assert final_metrics == results[-1]
+    assert exporter.calls == [("2", 2, False), ("4", 4, False), ("6", 6, True)]
+    assert exports == [os.path.join(model_dir, "export", "recording", "6")]
+    kernel = trainer.get_variable_value("linear/kernel")
+    bias = trainer.get_variable_value("linear/bias")
+    residual = X @ kernel + bias - Y
+    np.testing.assert_allclose(final_metrics["loss"], np.mean(residual ** 2), rtol=1e-5)
+    np.testing.assert_allclose(final_metrics["mae"], np.mean(np.abs(residual)), rtol=1e-5)
+    assert os.listdir(os.path.join(model_dir, "eval"))  # event files for TensorBoard
+
+
+def test_evaluates_only_the_newest_when_several_appeared(tmp_path):
+    model_dir = str(tmp_path / "model")
+    config = RunConfig(model_dir=model_dir, save_checkpoints_steps=2, keep_checkpoint_max=None)
+    Estimator(model_fn, config=config).train(train_input_fn, max_steps=4)
+    spec = EvalSpec(eval_input_fn, steps=None, start_delay_secs=0, throttle_secs=0)
+    metrics_, exports = continuous_evaluate(Estimator(model_fn, config=config), spec, max_steps=4, poll_secs=0.05)
+    assert metrics_["global_step"] == 4 and exports == []
+    assert [r["global_step"] for r in _results(model_dir)] == [4]
+
+
+def test_stops_after_timeout_without_checkpoints(tmp_path):
+    est = Estimator(model_fn, model_dir=str(tmp_path / "empty"))
+    spec = EvalSpec(eval_input_fn, start_delay_secs=0)
+    start = time.monotonic()
+    assert continuous_evaluate(est, spec, max_steps=10, poll_secs=0.05, timeout_secs=0.3) == (None, [])
+    assert time.monotonic() - start < 5
+    with pytest.raises(TrainAndEvaluateError, match="poll_secs"):
+        continuous_evaluate(est, spec, max_steps=10, poll_secs=0)
