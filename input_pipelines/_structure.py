@@ -17,6 +17,12 @@ from input_pipelines.errors import StructureError
 def map_structure(fn: Callable[..., Any], *trees: Any) -> Any:
     """Apply `fn` to matching leaves of `trees` (dicts, tuples and lists are containers)."""
     first = trees[0]
+    if len(trees) == 1:  # fast path: most calls map a single chunk
+        if isinstance(first, dict):
+            return {k: map_structure(fn, v) for k, v in first.items()}
+        if isinstance(first, (tuple, list)):
+            return type(first)([map_structure(fn, v) for v in first])
+        return fn(first)
     if isinstance(first, dict):
         return {k: map_structure(fn, *(t[k] for t in trees)) for k in first}
     if isinstance(first, (tuple, list)):
@@ -71,9 +77,9 @@ def take_rows(chunk: Any, index: np.ndarray) -> Any:
 
 
 def concat_rows(chunks: Sequence[Any]) -> Any:
-    """Concatenate chunks along the row axis (a copy, also for a single chunk)."""
+    """Concatenate chunks along the row axis (a single chunk is returned as is)."""
     if len(chunks) == 1:
-        return map_structure(np.array, chunks[0])
+        return chunks[0]
     return map_structure(lambda *parts: np.concatenate(parts), *chunks)
 
 

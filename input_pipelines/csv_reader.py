@@ -2,9 +2,9 @@
 
 Each file is read in blocks of about `block_size` bytes cut at a line end, and every block is
 parsed by `pyarrow.csv.read_csv` (multi-threaded, in C++) straight into typed columns: no
-Python runs per row. The position is (file index, byte offset, line number) of the next
-block, so restoring seeks straight there: nothing consumed is read again, and the line number
-of every block is known, which makes error messages exact.
+Python runs per row. The position is (file index, byte offset) of the next block, so
+restoring seeks straight there: nothing consumed is read again. Line numbers are only needed
+for error messages, so they are computed then (by counting line ends before the bad block).
 
 Malformed rows (wrong number of fields, unparsable value, empty required value):
 - `on_error="raise"` (default): `DataFormatError` naming file and line. The block is bisected
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from input_pipelines._arrow import to_numpy
 from input_pipelines.csv_columns import CsvSpec, resolve_spec
 from input_pipelines.dataset import Dataset, _Context, _Iterator, _Stats
 from input_pipelines.errors import DataFormatError, NoFilesMatchError, UnreadableFileError
@@ -51,7 +52,7 @@ class _Parser:
         )
         self._required = [c.name for c in spec.columns if c.default is None]
 
-    def table(self, data: bytes, on_invalid: Callable[[Any], str] | None = None) -> pa.Table:
+    def table(self, data: bytes | memoryview, on_invalid: Callable[[Any], str] | None = None) -> pa.Table:
         """Parse `data`; raises _BadBlock on any malformed row not handled by `on_invalid`."""
         parse = self._strict
         if on_invalid is not None:
@@ -74,7 +75,7 @@ class _Parser:
             col = table.column(c.name)
             if col.null_count and c.default is not None:
                 col = pc.fill_null(col, pa.scalar(c.default, c.arrow_type))
-            out[c.name] = col.to_numpy()
+            out[c.name] = to_numpy(col)
         if self.spec.label is None:
             return out
         label = out.pop(self.spec.label)
@@ -216,7 +217,7 @@ def csv_reader(
 class _CsvIterator(_Iterator):
     def __init__(self, files: list[str], parser: _Parser, stats: _Stats) -> None:
         self._files, self._parser, self._stats = files, parser, stats
-        self._index, self._offset, self._line = 0, 0, 1
+        self._index, self._offset = 0, 0
         self._fh: BinaryIO | None = None
         self._skipped_in_file = 0
 
@@ -225,27 +226,25 @@ class _CsvIterator(_Iterator):
         try:
             fh = open(path, "rb")  # noqa: SIM115 - kept open across next() calls
             if self._offset == 0:
-                self._line = 1
                 if self._parser.spec.header:
                     self._offset = len(fh.readline())
-                    self._line = 2
             else:
                 fh.seek(self._offset)
         except OSError as e:
             raise UnreadableFileError(f"cannot read CSV file {path!r}: {e}; check it exists and is readable") from e
         return fh
 
-    def _read_block(self, fh: BinaryIO) -> bytes:
+    def _read_block(self, fh: BinaryIO) -> memoryview:
         size = self._parser.spec.block_size
         try:
             data = fh.read(size)
             if len(data) < size:
-                return data  # end of file: the rest, even without a final newline
+                return memoryview(data)  # end of file: the rest, even without a final newline
             cut = data.rfind(b"\n")
             while cut < 0:  # a line longer than the block: extend until a line end
                 more = fh.read(size)
                 if not more:
-                    return data
+                    return memoryview(data)
                 cut = more.rfind(b"\n")
                 cut = cut if cut < 0 else len(data) + cut
                 data += more
@@ -253,8 +252,7 @@ class _CsvIterator(_Iterator):
             raise UnreadableFileError(f"error reading {self._files[self._index]!r}: {e}") from e
         if cut + 1 < len(data):
             fh.seek(self._offset + cut + 1)
-            data = data[: cut + 1]
-        return data
+        return memoryview(data)[: cut + 1]  # no copy
 
     def _end_file(self) -> None:
         if self._fh is not None:
@@ -264,7 +262,7 @@ class _CsvIterator(_Iterator):
             logger.warning("%s: skipped %d malformed rows (on_error='skip')",
                            self._files[self._index], self._skipped_in_file)
         self._skipped_in_file = 0
-        self._index, self._offset, self._line = self._index + 1, 0, 1
+        self._index, self._offset = self._index + 1, 0
 
     def next(self) -> Any:
         while self._index < len(self._files):
@@ -274,15 +272,26 @@ class _CsvIterator(_Iterator):
             if not data:
                 self._end_file()
                 continue
-            first_line = self._line
+            start = self._offset
             self._offset += len(data)
-            self._line += data.count(b"\n")
-            table = self._parse(data, first_line)
+            table = self._parse(data, start)
             if table.num_rows:
                 return self._parser.arrays(table)
         raise StopIteration
 
-    def _parse(self, data: bytes, first_line: int) -> pa.Table:
+    def _first_line(self, offset: int) -> int:
+        """1-based line number of the line starting at byte `offset` (error path only)."""
+        line, done = 1, 0
+        with open(self._files[self._index], "rb") as f:
+            while done < offset:
+                block = f.read(min(1 << 24, offset - done))
+                if not block:
+                    break
+                line += block.count(b"\n")
+                done += len(block)
+        return line
+
+    def _parse(self, data: memoryview, offset: int) -> pa.Table:
         parser, path = self._parser, self._files[self._index]
         skip = parser.spec.on_error == "skip"
         counter = _SkipCounter() if skip else None
@@ -292,18 +301,20 @@ class _CsvIterator(_Iterator):
                 parser.check_required(table)
                 return table
         except _BadBlock:
-            lines = data.split(b"\n")
+            lines = bytes(data).split(b"\n")
             if not skip:
                 i = _first_bad_line(parser, lines)
                 reason = _describe(parser.fails(lines[i] + b"\n") or "malformed row", parser.spec.names)
-                line = first_line + i
+                line = self._first_line(offset) + i
                 raise DataFormatError(
                     f"{path}:{line}: {reason}; line: {lines[i][:200].decode(errors='replace')!r}. "
                     "Fix or remove the line, or pass on_error='skip' to skip and count bad rows",
                     path, line,
                 ) from None
             bad = set(_bad_lines(parser, lines, 0, len(lines)))
-            logger.debug("%s: skipping malformed lines %s", path, sorted(first_line + i for i in bad)[:20])
+            if logger.isEnabledFor(logging.DEBUG):
+                first = self._first_line(offset)
+                logger.debug("%s: skipping malformed lines %s", path, sorted(first + i for i in bad)[:20])
             good = b"\n".join(x for i, x in enumerate(lines) if i not in bad) + b"\n"
             self._count_skipped(len(bad))
             return parser.table(good)
@@ -325,11 +336,11 @@ class _CsvIterator(_Iterator):
             self._stats.add_skipped(n)
 
     def state(self) -> dict[str, Any]:
-        return {"file": self._index, "offset": self._offset, "line": self._line}
+        return {"file": self._index, "offset": self._offset}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.close()
-        self._index, self._offset, self._line = int(state["file"]), int(state["offset"]), int(state["line"])
+        self._index, self._offset = int(state["file"]), int(state["offset"])
         self._skipped_in_file = 0
 
     def close(self) -> None:

@@ -15,10 +15,21 @@ STATE_VERSION = 1
 class DatasetIterator:
     """Iterator over a dataset's elements, with `state()` / `restore(state)`.
 
-    The state is a small JSON-serializable dict: positions in files (file index, byte offset,
-    line), counters, seeds and epoch numbers, never buffered data, so its size does not depend
-    on the dataset. `restore(state)` on a fresh `iter(dataset)` of the same pipeline continues
-    with exactly the elements the original iterator would have produced next.
+    The state is a small JSON-serializable dict: positions in files (file index and byte
+    offset for CSV; row group and batch for Parquet; row for .npy), element counters, seeds,
+    shuffle step numbers and epoch numbers, never buffered data, so its size does not depend on
+    the dataset. `restore(state)` on a fresh `iter(dataset)` of the same pipeline continues with
+    exactly the elements the original iterator would have produced next. Format::
+
+        {"version": 1, "pipeline": "<structure hash>", "skipped_rows": 0,
+         "position": <nested dict, one level per stage, e.g.
+            {"up": {"epoch": 2, "seen": true, "up": {"seed": 1, "step": 7, "carry": true,
+             "emitted": 0, "from": {"inputs": ..., "cursor": 1, "slots": [
+                {"path": "train-00003.csv", "state": {"file": 0, "offset": 4194301}}, ...]}}},
+             "off": 212}>}
+
+    Stages that buffer restore by replaying a bounded amount of input from a recorded
+    position: `batch` re-reads one upstream chunk, `shuffle` at most two windows.
     """
 
     def __init__(self, dataset: Dataset) -> None:

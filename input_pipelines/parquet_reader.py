@@ -13,13 +13,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from input_pipelines._arrow import to_numpy
 from input_pipelines.dataset import Dataset, _Context, _Iterator
 from input_pipelines.errors import NoFilesMatchError, UnreadableFileError
 
 
 def table_to_arrays(batch: pa.RecordBatch | pa.Table, label_name: str | None) -> Any:
     """Numpy arrays per column (strings as object arrays), label split off when named."""
-    out = {name: batch.column(i).to_numpy(zero_copy_only=False) for i, name in enumerate(batch.column_names)}
+    out = {name: to_numpy(batch.column(i)) for i, name in enumerate(batch.column_names)}
     if label_name is None:
         return out
     return out, out.pop(label_name)

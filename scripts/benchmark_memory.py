@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Out-of-core check: peak RSS of the input pipeline over ~200 MB and ~2 GB of CSV shards.
+
+    python scripts/benchmark_memory.py [--sizes-mb 200 2000] [--shard-mb 100] [--dir DIR]
+
+Generates taxi shards with make_taxi_data, streams each set once through the pipeline
+(`make_csv_dataset`: parse + shuffle 10k rows + batch 512) in a child process and reports the
+child's peak RSS (`os.wait4` resource usage). Memory must not grow with the data: the issue's
+bar is at most 20% more RSS for 2 GB than for 200 MB (exit status 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchmark_input import run_child  # noqa: E402
+from make_taxi_data import COURSE_COLUMNS, write_taxi_shards  # noqa: E402
+
+BYTES_PER_ROW = 56  # average size of a synthetic taxi row in the course's CSV format
+
+
+def generate(out_dir: str, total_mb: float, shard_mb: float = 100, seed: int = 0) -> str:
+    """Write about `total_mb` MB of taxi shards of about `shard_mb` MB; returns their glob."""
+    rows = int(total_mb * 1e6 / BYTES_PER_ROW)
+    shards = max(1, math.ceil(total_mb / shard_mb))
+    write_taxi_shards(out_dir, rows, shards, seed)
+    return os.path.join(out_dir, "taxi-*.csv")
+
+
+def stream(pattern: str, batch_size: int = 512, shuffle_buffer_size: int = 10000) -> int:
+    """One epoch through parse + shuffle + batch; returns the number of rows seen."""
+    from input_pipelines import make_csv_dataset
+
+    ds = make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
+                          column_defaults=[0.0] * 6, select_columns=COURSE_COLUMNS[:6],
+                          label_name="fare_amount", header=False, num_epochs=1,
+                          shuffle_buffer_size=shuffle_buffer_size, seed=0)
+    return sum(len(labels) for _, labels in ds)
+
+
+def measure(pattern: str) -> dict[str, Any]:
+    """Stream `pattern` in a child process: rows, seconds, MB of data and peak RSS (MB)."""
+    result, rss, cpu = run_child([os.path.abspath(__file__), "--child", pattern])
+    size = sum(os.path.getsize(f) for f in glob.glob(pattern))
+    return {**result, "data_mb": size / 1e6, "peak_rss_mb": rss, "cpu_seconds": cpu}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes-mb", type=float, nargs="+", default=[200, 2000])
+    p.add_argument("--shard-mb", type=float, default=100)
+    p.add_argument("--dir", help="scratch directory (default: a temporary directory)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        start = time.perf_counter()
+        rows = stream(a.child)
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}))
+        return 0
+    results = []
+    with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
+        for size in a.sizes_mb:
+            out = os.path.join(tmp, f"{size:g}mb")
+            start = time.perf_counter()
+            pattern = generate(out, size, a.shard_mb)
+            print(f"generated {size:g} MB in {time.perf_counter() - start:.0f}s", flush=True)
+            results.append(measure(pattern))
+            shutil.rmtree(out)
+    print(f"{'data MB':>9}{'rows':>12}{'seconds':>9}{'rows/s':>10}{'peak RSS MB':>13}")
+    for r in results:
+        print(f"{r['data_mb']:>9.0f}{r['rows']:>12}{r['seconds']:>9.1f}"
+              f"{r['rows'] / r['seconds'] / 1e6:>9.2f}M{r['peak_rss_mb']:>13.0f}")
+    ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
+    ok = ratio <= 1.2
+    print(f"peak RSS ratio largest/smallest: {ratio:.3f} ({'PASS' if ok else 'FAIL'}: limit 1.20)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
