@@ -9,6 +9,7 @@ rate 0.2, as tf's ``LinearRegressorV2`` (``optimizer='Ftrl'`` with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,7 +41,9 @@ class LinearEstimator(CannedEstimator):
     Args:
       head: a ``Head`` (e.g. ``MultiLabelHead``).
       feature_columns: columns of the linear model (categorical or dense).
-      optimizer: name, ``{"name": ..., ...}``, optax transformation or callable; default FTRL.
+      optimizer: name, ``{"name": ..., ...}``, optax transformation or callable; default
+        ``"Ftrl"`` at rate 0.2; ``None`` gives tf's other default, FTRL at
+        ``min(0.2, 1 / sqrt(len(feature_columns)))``.
       learning_rate: rate of a named optimizer (default 0.2, tf's).
       sparse_combiner: ``"sum"`` (default), ``"mean"`` or ``"sqrtn"`` over a
         categorical column's ids in one example.
@@ -57,16 +60,18 @@ class LinearEstimator(CannedEstimator):
         fc._check_combiner(sparse_combiner, "sparse_combiner")
         self._columns = columns
         self._sparse_combiner = sparse_combiner
-        self._optimizer_spec = (optimizer, learning_rate)
-        get_optimizer(optimizer, learning_rate, LEARNING_RATE)  # fail early on a bad name
+        default_rate = LEARNING_RATE
+        if optimizer is None:  # tf's _get_default_optimizer_v2: FTRL at min(0.2, 1 / sqrt(#columns))
+            optimizer, default_rate = "Ftrl", min(LEARNING_RATE, 1.0 / math.sqrt(len(columns)))
+        self._optimizer_spec = (optimizer, learning_rate, default_rate)
+        get_optimizer(*self._optimizer_spec)  # fail early on a bad name
         super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
 
     def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
         return linear_logits(features, self._columns, self._head.logits_dimension, self._sparse_combiner)
 
     def _train_optimizer(self) -> optax.GradientTransformation:
-        optimizer, learning_rate = self._optimizer_spec
-        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        return get_optimizer(*self._optimizer_spec)
 
 
 class LinearRegressor(LinearEstimator):
