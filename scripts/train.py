@@ -4,6 +4,8 @@
 
 Writes checkpoints, TensorBoard events (``tensorboard --logdir <run.model_dir>``),
 the resolved config and exports into ``run.model_dir``; prints the final metrics.
+Under several processes (scripts/launch_local.py, SLURM, TF_CONFIG, ...) every process runs
+this same command; a TF_CONFIG ``evaluator`` task runs the continuous evaluator instead.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 
 from estimator import ModeKeys, ProgressHook
 from estimator import config as config_lib
+from estimator import distribute
 from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from models import task
 
@@ -21,6 +24,10 @@ from models import task
 def main(argv: list[str] | None = None) -> int:
     """Runs the whole job; returns the process exit code."""
     config = task.config_from_args(task.argument_parser(__doc__).parse_args(argv))
+    if distribute.is_evaluator():  # the TF_CONFIG "evaluator" task evaluates while the others train
+        from evaluate import run_continuous
+
+        return run_continuous(config, poll_secs=5.0, timeout_secs=None)
     est = task.build_estimator(config)
     os.makedirs(est.model_dir, exist_ok=True)
     config_lib.dump(config.to_dict(), os.path.join(est.model_dir, "config.yaml"))
