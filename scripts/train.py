@@ -14,9 +14,8 @@ import json
 import os
 import sys
 
-from estimator import ModeKeys, ProgressHook
+from estimator import ModeKeys, ProgressHook, distribute
 from estimator import config as config_lib
-from estimator import distribute
 from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from models import task
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import optax
 
-from estimator import Estimator, EstimatorSpec, InputContext, ModeKeys, RunConfig, nn
+from estimator import Estimator, EstimatorSpec, InputContext, RunConfig, nn
 
 GLOBAL_BATCH = 8
 
