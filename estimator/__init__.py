@@ -1,6 +1,6 @@
 """jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
 
-from estimator import metrics, nn
+from estimator import canned, feature_column, metrics, nn
 from estimator.checkpoint import CheckpointNotFoundError
 from estimator.distribute import InputContext
 from estimator.estimator import Estimator, EstimatorError, ModelFnError
@@ -20,6 +20,7 @@ from estimator.hooks import (
 )
 from estimator.run_config import RunConfig, RunConfigError
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
+from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from estimator.warm_start import WarmStartError, WarmStartSettings
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "EstimatorError",
     "EstimatorSpec",
     "EstimatorSpecError",
+    "EvalSpec",
     "Hook",
     "InputContext",
     "LoggingHook",
@@ -43,10 +45,14 @@ __all__ = [
     "RunContext",
     "RunValues",
     "StopAtStepHook",
+    "TrainSpec",
     "WarmStartError",
     "WarmStartSettings",
+    "canned",
+    "feature_column",
     "metrics",
     "nn",
     "stop_if_no_decrease_hook",
     "stop_if_no_increase_hook",
+    "train_and_evaluate",
 ]

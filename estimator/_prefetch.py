@@ -50,6 +50,7 @@ class Prefetcher:
       iterator: yields ``features`` or ``(features, labels)`` numpy batches.
       mesh: the device mesh batches are laid out over.
       preprocess: host-side feature transform applied to every batch.
+      preprocess_labels: host-side label transform applied to every batch with labels.
       group_size: batches fused per device call (steps_per_loop).
       max_batches: stop after this many batches (None: until exhausted).
       depth: groups staged ahead.
@@ -60,6 +61,7 @@ class Prefetcher:
         iterator: Iterator,
         mesh,
         preprocess: Callable[[Any], Any],
+        preprocess_labels: Callable[[Any], Any],
         group_size: int = 1,
         max_batches: int | None = None,
         depth: int = 2,
@@ -67,6 +69,7 @@ class Prefetcher:
         self._iterator = iterator
         self._mesh = mesh
         self._preprocess = preprocess
+        self._preprocess_labels = preprocess_labels
         self._group_size = group_size
         self._max_batches = max_batches
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -84,7 +87,7 @@ class Prefetcher:
         except StopIteration:
             return None
         features, labels = split_element(element)
-        return self._preprocess(features), labels
+        return self._preprocess(features), None if labels is None else self._preprocess_labels(labels)
 
     def _emit(self, batches: list, stacked: bool, input_state: Any) -> None:
         if stacked:

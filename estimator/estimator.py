@@ -145,6 +145,10 @@ class Estimator:
         """Host-side numpy transform of every batch before it reaches the devices (identity here)."""
         return features
 
+    def _host_preprocess_labels(self, labels: Any) -> Any:
+        """Host-side numpy transform of every batch's labels (identity here; e.g. label vocabularies)."""
+        return labels
+
     def _export_preprocessing(self) -> dict[str, Any]:
         """JSON description of ``_host_preprocess`` for exports (nothing here)."""
         return {}
@@ -223,8 +227,8 @@ class Estimator:
         return iter(result)
 
     def _prefetcher(self, iterator: Iterator, group_size: int = 1, max_batches: int | None = None) -> Prefetcher:
-        return Prefetcher(iterator, self._mesh, self._host_preprocess, group_size, max_batches,
-                          self._config.prefetch_batches)
+        return Prefetcher(iterator, self._mesh, self._host_preprocess, self._host_preprocess_labels,
+                          group_size, max_batches, self._config.prefetch_batches)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
@@ -358,10 +362,12 @@ class Estimator:
         self._cache["train_loop"] = self._jit(train_loop, donate_argnums=(0, 1))
         return self._cache["train_step"], self._cache["train_loop"]
 
-    @staticmethod
-    def _zero_accumulator() -> dict[str, Any]:
-        return {"loss_sum": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.int32),
-                "nan_step": jnp.full((), -1, jnp.int32)}
+    def _zero_accumulator(self) -> dict[str, Any]:
+        # Placed like the step's outputs (replicated on the mesh): an uncommitted input
+        # would give the jitted step a second signature, compiled once more per train().
+        acc = {"loss_sum": np.zeros((), np.float32), "count": np.zeros((), np.int32),
+               "nan_step": np.full((), -1, np.int32)}
+        return jax.device_put(acc, distribute.replicated(self._mesh))
 
     # ------------------------------------------------------------------ train
     def train(

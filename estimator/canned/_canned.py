@@ -4,7 +4,7 @@ A canned estimator is an ``Estimator`` whose ``model_fn`` is
 ``head.create_estimator_spec(logits=self._logits(features, mode))``. Around
 that it runs, on the host in the input thread, the feature columns' host side
 (``feature_column.transform_features``) on every batch and the head's label
-conversion (``label_vocabulary``), adds ``classes`` strings to predictions,
+conversion (``label_vocabulary``, through ``_host_preprocess_labels``), adds ``classes`` strings to predictions,
 and exports the host side as JSON.
 """
 
@@ -24,29 +24,6 @@ from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, ModeKeys
 
 FeatureEngineeringFn = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class _LabelMapped:
-    """Iterator adapter applying ``fn`` to the labels of ``(features, labels)`` elements.
-
-    Forwards every other attribute (``state`` / ``restore``) to the wrapped iterator,
-    so checkpointing the input position works unchanged.
-    """
-
-    def __init__(self, inner: Iterator, fn: Callable[[Any], Any]):
-        self._inner, self._fn = inner, fn
-
-    def __iter__(self) -> _LabelMapped:
-        return self
-
-    def __next__(self) -> Any:
-        element = next(self._inner)
-        if isinstance(element, tuple | list) and len(element) == 2 and element[1] is not None:
-            return element[0], self._fn(element[1])
-        return element
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def _check_columns(columns: Iterable[Any], what: str) -> list[fc.FeatureColumn]:
@@ -99,8 +76,8 @@ class CannedEstimator(Estimator):
             config["label_vocabulary"] = list(vocab)
         return config
 
-    def _input_iterator(self, input_fn: Callable, mode: str) -> Iterator:
-        return _LabelMapped(super()._input_iterator(input_fn, mode), self._head.host_labels)
+    def _host_preprocess_labels(self, labels: Any) -> Any:
+        return self._head.host_labels(labels)
 
     def predict(self, input_fn: Callable, predict_keys: list[str] | None = None, hooks: list | None = None,
                 checkpoint_path: str | None = None, yield_single_examples: bool = True) -> Iterator[Any]:
