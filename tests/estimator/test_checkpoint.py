@@ -1,0 +1,141 @@
+"""Checkpoints: exact resume (also after SIGKILL), keep_checkpoint_max, incomplete checkpoints ignored."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from _toy import VARIABLES, input_fn, model_fn, variables_of
+
+from estimator import Estimator, RunConfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PARAMS = {"dropout": 0.25}  # the train rng must resume too
+
+
+def _steps_on_disk(model_dir: str) -> list[int]:
+    folder = os.path.join(model_dir, "checkpoints")
+    return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
+
+
+def _train(model_dir: str, max_steps: int, config: RunConfig) -> Estimator:
+    """A new Estimator on ``model_dir`` trained (or resumed) to ``max_steps`` on a shuffled endless input."""
+    est = Estimator(model_fn, model_dir, config=config, params=PARAMS)
+    return est.train(input_fn(n=40, batch_size=4, epochs=None, shuffle_seed=5), max_steps=max_steps)
+
+
+def _assert_same_variables(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert sorted(a) == sorted(b) == sorted(VARIABLES)
+    for name in VARIABLES:
+        assert np.array_equal(a[name], b[name]), f"{name} differs after resuming"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [RunConfig(random_seed=1), RunConfig(random_seed=1, steps_per_loop=4, save_checkpoints_steps=8)],
+    ids=["steps_per_loop=1", "steps_per_loop=4"],
+)
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, config):
+    straight = _train(str(tmp_path / "straight"), 100, config)
+    _train(str(tmp_path / "resumed"), 40, config)
+    resumed = _train(str(tmp_path / "resumed"), 100, config)  # a new Estimator object
+    assert resumed.get_variable_value("global_step") == straight.get_variable_value("global_step") == 100
+    _assert_same_variables(variables_of(straight), variables_of(resumed))
+    if config.save_checkpoints_steps:
+        assert _steps_on_disk(resumed.model_dir) == [72, 80, 88, 96, 100]
+
+
+def test_without_a_restorable_input_position_the_run_differs(tmp_path):
+    """Control for the test above: the comparison does see a replayed input."""
+    config = RunConfig(random_seed=1)
+    straight = _train(str(tmp_path / "straight"), 20, config)
+    replayed = Estimator(model_fn, str(tmp_path / "replayed"), config=config, params=PARAMS)
+    data = input_fn(n=40, batch_size=4, epochs=None, shuffle_seed=5)
+    replayed.train(lambda: (batch for batch in data()), max_steps=10)  # a generator: no state()
+    replayed.train(lambda: (batch for batch in data()), max_steps=20)  # reads the first batches again
+    assert not np.array_equal(variables_of(straight)["dnn/logits/kernel"],
+                              variables_of(replayed)["dnn/logits/kernel"])
+
+
+def test_keep_checkpoint_max_and_checkpoint_path(tmp_path):
+    config = RunConfig(save_checkpoints_steps=3, keep_checkpoint_max=2)
+    est = Estimator(model_fn, str(tmp_path), config=config).train(input_fn(n=40, batch_size=4), max_steps=10)
+    assert _steps_on_disk(est.model_dir) == [9, 10]
+    assert est.latest_checkpoint() == os.path.join(est.model_dir, "checkpoints", "10")
+    older = est.evaluate(input_fn(), checkpoint_path=os.path.join(est.model_dir, "checkpoints", "9"))
+    assert older["global_step"] == 9
+    assert est.evaluate(input_fn())["global_step"] == 10
+
+
+def test_keep_checkpoint_max_none_keeps_all(tmp_path):
+    config = RunConfig(save_checkpoints_steps=2, keep_checkpoint_max=None)
+    est = Estimator(model_fn, str(tmp_path), config=config).train(input_fn(n=40, batch_size=4), max_steps=10)
+    assert _steps_on_disk(est.model_dir) == [2, 4, 6, 8, 10]
+
+
+def test_a_partially_written_checkpoint_is_never_picked(tmp_path):
+    config = RunConfig(save_checkpoints_steps=5, keep_checkpoint_max=None)
+    est = Estimator(model_fn, str(tmp_path), config=config).train(input_fn(n=40, batch_size=4), max_steps=10)
+    folder = os.path.join(est.model_dir, "checkpoints")
+    # what orbax leaves when killed while writing step 15: a temporary folder, never renamed
+    partial = os.path.join(folder, "15.orbax-checkpoint-tmp-1700000000")
+    shutil.copytree(os.path.join(folder, "10"), partial)
+    shutil.rmtree(os.path.join(partial, "state"))
+    est = Estimator(model_fn, str(tmp_path), config=config)
+    assert est.latest_checkpoint() == os.path.join(folder, "10")
+    assert est.get_variable_value("global_step") == 10
+    assert est.evaluate(input_fn())["global_step"] == 10
+    est.train(input_fn(n=40, batch_size=4, epochs=None), steps=2)
+    assert est.get_variable_value("global_step") == 12
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    """Kills a training process 5 times (seeded random moments), restarts it, compares with a clean run."""
+    from _train_job import train
+
+    max_steps = 400
+    model_dir = str(tmp_path / "killed")
+    folder = os.path.join(model_dir, "checkpoints")
+    command = [sys.executable, os.path.join(HERE, "_train_job.py"), model_dir, str(max_steps)]
+    rng = random.Random(1234)
+    kills = 0
+    for _ in range(5):
+        seen = _steps_on_disk(model_dir) if os.path.isdir(folder) else []
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # wait for this run's first new checkpoint, then kill at a random moment after it
+            deadline = time.time() + 120
+            while process.poll() is None and time.time() < deadline:
+                if os.path.isdir(folder) and _steps_on_disk(model_dir) != seen:
+                    break
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.6))
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                kills += 1
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr.read().decode()[-3000:]
+        process.stderr.close()
+    assert kills >= 3, "the job finished before it could be killed: make it longer"
+    interrupted_at = _steps_on_disk(model_dir)[-1]
+    assert interrupted_at < max_steps
+
+    finished = subprocess.run(command, capture_output=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+
+    clean = train(str(tmp_path / "clean"), max_steps)
+    resumed = Estimator(model_fn, model_dir)
+    assert resumed.get_variable_value("global_step") == max_steps
+    _assert_same_variables(variables_of(clean), variables_of(resumed))
