@@ -24,7 +24,7 @@ Which API for which job:
 from __future__ import annotations
 
 from input_pipelines.csv_columns import CsvSpec
-from input_pipelines.csv_reader import CsvDataset, csv_reader
+from input_pipelines.csv_dataset import CsvDataset, csv_reader
 from input_pipelines.dataset import Dataset
 from input_pipelines.errors import (
     DataFormatError,

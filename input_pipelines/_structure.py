@@ -73,7 +73,9 @@ def slice_rows(chunk: Any, start: int, stop: int) -> Any:
 
 def take_rows(chunk: Any, index: np.ndarray) -> Any:
     """Rows selected by an integer index array or boolean mask (copies)."""
-    return map_structure(lambda a: a[index], chunk)
+    if index.dtype == bool:
+        return map_structure(lambda a: a[index], chunk)
+    return map_structure(lambda a: np.take(a, index, axis=0), chunk)
 
 
 def concat_rows(chunks: Sequence[Any]) -> Any:

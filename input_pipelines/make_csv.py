@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from input_pipelines.csv_reader import csv_reader
+from input_pipelines.csv_dataset import csv_reader
 from input_pipelines.dataset import Dataset
 from input_pipelines.sources import list_files
 from input_pipelines.transforms import default_shard
