@@ -198,7 +198,9 @@ def csv_reader(
     """A reader `path -> CsvDataset` for `interleave`, with the column spec resolved once.
 
     The spec (header names, inferred types) is resolved from `sample_file`, or from the first
-    file the reader is called with, and then shared by all files.
+    file the reader is called with, and then shared by all files. Without `column_defaults`,
+    pass `sample_file` so inferred types do not depend on which file is opened first (e.g.
+    after a restore).
     """
     options = (column_names, column_defaults, select_columns, label_name, field_delim, header,
                on_error, block_size)
