@@ -5,9 +5,16 @@ latdiff, londiff and the euclidean distance computed on the device from the raw
 coordinates (so an export takes raw columns only); bucketized pickup/dropoff
 latitude and longitude; crossed pickup location x dropoff location and, where
 the data has them, day x hour; embeddings of the crosses in the deep part.
-Two variants: ``wide_deep`` (linear part over the crosses and the distance,
-which keeps predictions sensible for trips longer than any seen in training,
-plus a DNN) and ``dnn`` (the DNN alone).
+Two variants: ``wide_deep`` (a linear part over the distances in km and, with
+``wide_crosses``, the location and day x hour crosses, plus a DNN) and ``dnn``
+(the DNN alone).
+
+Behaviour outside the training range: the DNN's normalised inputs are clipped
+to +-``clip_inputs``, so it saturates instead of extrapolating; the linear
+part's distance terms carry long trips (a per-km fare) up to
+``max_distance_km``, past which the prediction stays flat (the few rows beyond
+it in the sample are mostly bad coordinates). ``huber_delta`` trains with a
+Huber loss so such rows do not dominate the fit; evaluation reports RMSE.
 
 Data: ``columns: course`` is the main ``taxi-*.csv`` set (no day/hour),
 ``columns: feateng`` the feateng sample (with day/hour); both without header.
@@ -39,13 +46,21 @@ LAT_RANGE = (40.55, 40.95)
 LON_RANGE = (-74.10, -73.70)
 # Rough centre and spread of NYC trips, to put raw inputs on a unit scale for the DNN.
 CENTER = {"lon": -73.975, "lat": 40.750}
-SCALE = {"lon": 0.04, "lat": 0.03, "diff": 0.03, "passengers": 1.3}
+SCALE = {"lon": 0.04, "lat": 0.03, "diff": 0.06, "passengers": 1.3}
 KM_PER_DEG = {"lat": 111.0, "lon": 84.2}  # at 40.75 N
 
 
 @dataclasses.dataclass
 class ModelParams:
-    """``model:`` section of a taxi_fare config."""
+    """``model:`` section of a taxi_fare config.
+
+    ``nbuckets`` is the number of lat/lon bucket boundaries (pickup x dropoff
+    crosses have ``nbuckets**4`` hash buckets: keep it small on small data);
+    ``wide_crosses`` adds the location crosses to the linear part;
+    ``clip_inputs`` clips the DNN's normalised numeric inputs (null: no clip);
+    ``huber_delta`` (USD) switches the training loss to Huber (null: squared
+    error); ``max_distance_km`` caps the linear part's distances (null: no cap).
+    """
 
     name: str = "taxi_fare"
     variant: Literal["wide_deep", "dnn"] = "wide_deep"
@@ -56,6 +71,10 @@ class ModelParams:
     linear_learning_rate: float = 0.01
     dropout: float | None = None
     batch_norm: bool = False
+    clip_inputs: float | None = 4.0
+    wide_crosses: bool = True
+    huber_delta: float | None = 10.0
+    max_distance_km: float | None = 40.0
 
 
 @dataclasses.dataclass
@@ -79,12 +98,16 @@ def engineer(features: dict[str, Any]) -> dict[str, Any]:
     out["latdiff"] = latdiff
     out["londiff"] = londiff
     out["euclidean"] = jnp.sqrt(latdiff**2 + londiff**2)
-    out["manhattan_km"] = jnp.abs(latdiff) * KM_PER_DEG["lat"] + jnp.abs(londiff) * KM_PER_DEG["lon"]
+    lat_km, lon_km = latdiff * KM_PER_DEG["lat"], londiff * KM_PER_DEG["lon"]
+    out["distance_km"] = jnp.sqrt(lat_km**2 + lon_km**2)
+    out["manhattan_km"] = jnp.abs(lat_km) + jnp.abs(lon_km)
     return out
 
 
-def _scaled(center: float, scale: float):
-    return lambda x: (x - center) / scale
+def _scaled(center: float, scale: float, clip: float | None):
+    if clip is None:
+        return lambda x: (x - center) / scale
+    return lambda x: jnp.clip((x - center) / scale, -clip, clip)
 
 
 def feature_columns(params: ModelParams, with_time: bool) -> tuple[list, list]:
@@ -99,20 +122,23 @@ def feature_columns(params: ModelParams, with_time: bool) -> tuple[list, list]:
     ploc = fc.crossed_column([b_plat, b_plon], nb2)
     dloc = fc.crossed_column([b_dlat, b_dlon], nb2)
     pd_pair = fc.crossed_column([ploc, dloc], nb2**2)
-    wide = [b_plat, b_plon, b_dlat, b_dlon, ploc, dloc, pd_pair,
-            fc.numeric_column("euclidean"), fc.numeric_column("manhattan_km")]
+    cap = (lambda x: jnp.minimum(x, params.max_distance_km)) if params.max_distance_km is not None else None
+    wide = [fc.numeric_column("distance_km", normalizer_fn=cap), fc.numeric_column("manhattan_km", normalizer_fn=cap)]
+    if params.wide_crosses:
+        wide += [b_plat, b_plon, b_dlat, b_dlon, ploc, dloc, pd_pair]
+    clip = params.clip_inputs
     deep = [
         fc.embedding_column(pd_pair, params.embedding_dim),
         fc.embedding_column(ploc, params.embedding_dim),
         fc.embedding_column(dloc, params.embedding_dim),
-        fc.numeric_column("pickuplat", normalizer_fn=_scaled(CENTER["lat"], SCALE["lat"])),
-        fc.numeric_column("pickuplon", normalizer_fn=_scaled(CENTER["lon"], SCALE["lon"])),
-        fc.numeric_column("dropofflat", normalizer_fn=_scaled(CENTER["lat"], SCALE["lat"])),
-        fc.numeric_column("dropofflon", normalizer_fn=_scaled(CENTER["lon"], SCALE["lon"])),
-        fc.numeric_column("latdiff", normalizer_fn=_scaled(0.0, SCALE["diff"])),
-        fc.numeric_column("londiff", normalizer_fn=_scaled(0.0, SCALE["diff"])),
-        fc.numeric_column("euclidean", normalizer_fn=_scaled(0.0, SCALE["diff"])),
-        fc.numeric_column("passengers", normalizer_fn=_scaled(1.0, SCALE["passengers"])),
+        fc.numeric_column("pickuplat", normalizer_fn=_scaled(CENTER["lat"], SCALE["lat"], clip)),
+        fc.numeric_column("pickuplon", normalizer_fn=_scaled(CENTER["lon"], SCALE["lon"], clip)),
+        fc.numeric_column("dropofflat", normalizer_fn=_scaled(CENTER["lat"], SCALE["lat"], clip)),
+        fc.numeric_column("dropofflon", normalizer_fn=_scaled(CENTER["lon"], SCALE["lon"], clip)),
+        fc.numeric_column("latdiff", normalizer_fn=_scaled(0.0, SCALE["diff"], clip)),
+        fc.numeric_column("londiff", normalizer_fn=_scaled(0.0, SCALE["diff"], clip)),
+        fc.numeric_column("euclidean", normalizer_fn=_scaled(0.0, SCALE["diff"], clip)),
+        fc.numeric_column("passengers", normalizer_fn=_scaled(1.0, SCALE["passengers"], clip)),
     ]
     if with_time:
         day = fc.categorical_column_with_vocabulary_list("dayofweek", DAYS)
@@ -122,6 +148,13 @@ def feature_columns(params: ModelParams, with_time: bool) -> tuple[list, list]:
         deep += [fc.embedding_column(day_hr, params.embedding_dim),
                  fc.indicator_column(day), fc.indicator_column(hour)]
     return wide, deep
+
+
+def _loss(error: jax.Array, huber_delta: float | None) -> jax.Array:
+    """Squared error, or twice the Huber loss (equal to it for |error| <= delta)."""
+    if huber_delta is None:
+        return error**2
+    return 2.0 * optax.huber_loss(error, delta=huber_delta)
 
 
 class TaxiFareEstimator(Estimator):
@@ -169,7 +202,7 @@ class TaxiFareEstimator(Estimator):
         if mode == ModeKeys.PREDICT:
             return EstimatorSpec(mode, predictions=predictions)
         labels = jnp.reshape(labels, fare.shape).astype(jnp.float32)
-        loss = jnp.mean((fare - labels) ** 2)
+        loss = jnp.mean(_loss(fare - labels, p.huber_delta))
         optimizer = optax.multi_transform(
             {"dnn": optax.adam(p.learning_rate), "linear": optax.adam(p.linear_learning_rate)},
             lambda tree: {part: jax.tree.map(lambda _, part=part: part, sub) for part, sub in tree.items()},
