@@ -141,6 +141,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def dump(config: Any, path: str) -> None:
-    """Writes the resolved config as YAML."""
+    """Writes the resolved config (a config dataclass or a plain dict) as YAML."""
+    data = config if isinstance(config, dict) else to_dict(config)
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_dict(config), f, sort_keys=False)
+        yaml.safe_dump(data, f, sort_keys=False)
