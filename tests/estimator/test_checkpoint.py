@@ -84,10 +84,11 @@ def test_a_partially_written_checkpoint_is_never_picked(tmp_path):
     config = RunConfig(save_checkpoints_steps=5, keep_checkpoint_max=None)
     est = Estimator(model_fn, str(tmp_path), config=config).train(input_fn(n=40, batch_size=4), max_steps=10)
     folder = os.path.join(est.model_dir, "checkpoints")
-    # what orbax leaves when killed while writing step 15: a temporary folder, never renamed
-    partial = os.path.join(folder, "15.orbax-checkpoint-tmp-1700000000")
-    shutil.copytree(os.path.join(folder, "10"), partial)
-    shutil.rmtree(os.path.join(partial, "state"))
+    # what orbax leaves when killed while writing: a temporary folder, never renamed to its step
+    for name in ("15.orbax-checkpoint-tmp", "20.orbax-checkpoint-tmp-1700000000"):
+        partial = os.path.join(folder, name)
+        shutil.copytree(os.path.join(folder, "10"), partial)
+        shutil.rmtree(os.path.join(partial, "state"))
     est = Estimator(model_fn, str(tmp_path), config=config)
     assert est.latest_checkpoint() == os.path.join(folder, "10")
     assert est.get_variable_value("global_step") == 10

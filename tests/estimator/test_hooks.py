@@ -59,11 +59,13 @@ def test_hook_protocol_order_and_steps(tmp_path):
     Estimator(model_fn, str(tmp_path)).train(_endless(), hooks=[hook], steps=2)
     assert hook.calls == [("begin", 0), ("before_run", 0), ("after_run", 1, 1), ("before_run", 1),
                           ("after_run", 2, 1), ("end", 2)]
-    hook = _Calls()  # steps_per_loop: one call runs 4 steps
+    hook = _Calls()  # steps_per_loop: one call runs 4 steps; a remainder runs one by one
     est = Estimator(model_fn, str(tmp_path), config=RunConfig(steps_per_loop=4))
-    est.train(_endless(), hooks=[hook], steps=8)
+    est.train(_endless(), hooks=[hook], steps=10)
     assert hook.calls == [("begin", 2), ("before_run", 2), ("after_run", 6, 4), ("before_run", 6),
-                          ("after_run", 10, 4), ("end", 10)]
+                          ("after_run", 10, 4), ("before_run", 10), ("after_run", 11, 1),
+                          ("before_run", 11), ("after_run", 12, 1), ("end", 12)]
+    assert est.get_variable_value("global_step") == 12
 
 
 def test_stop_at_step_hook(tmp_path):
