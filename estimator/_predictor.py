@@ -93,14 +93,15 @@ def gather_columns(
     PredictorInputError naming the feature (and example) that is wrong.
     """
     names = list(inputs)
-    if isinstance(features, Mapping):
+    if isinstance(features, dict | Mapping):
         columns = features
-    elif isinstance(features, Sequence) and not isinstance(features, str | bytes):
+    elif isinstance(features, list | Sequence) and not isinstance(features, str | bytes):
         if not features:
             raise PredictorInputError("Got an empty list of examples; send at least one.")
-        if all(isinstance(r, Mapping) for r in features):
+        if all(type(r) is dict or isinstance(r, Mapping) for r in features):
+            keys = inputs.keys()
             for i, row in enumerate(features):
-                if row.keys() != inputs.keys():
+                if row.keys() != keys:
                     _check_names(names, row.keys(), where=f" in example {i}")
             columns = {n: [row[n] for row in features] for n in names}
         elif len(names) == 1 and not any(isinstance(r, Mapping) for r in features):
@@ -112,16 +113,22 @@ def gather_columns(
             )
     else:
         raise PredictorInputError(f"Features must be a dict of name -> values or a list of examples, got {type(features).__name__}.")
-    _check_names(names, columns.keys(), where="")
-    sizes = {}
+    if columns.keys() != inputs.keys():
+        _check_names(names, columns.keys(), where="")
+    size = None
     for n in names:
         values = columns[n]
-        if isinstance(values, str | bytes | Mapping) or (not isinstance(values, list) and np.ndim(values) == 0):
+        if type(values) is not list and (
+            isinstance(values, str | bytes | Mapping) or np.ndim(values) == 0 or not hasattr(values, "__len__")
+        ):
             raise PredictorInputError(f"feature {n!r}: expected a list with one value per example, got {values!r:.80}.")
-        sizes[n] = len(values)
-    if len(set(sizes.values())) > 1:
-        raise PredictorInputError(f"Features have different batch sizes: {sizes}; all must have the same.")
-    size = next(iter(sizes.values()))
+        if size is None:
+            size = len(values)
+        elif len(values) != size:
+            raise PredictorInputError(
+                f"Features have different batch sizes: {n!r} has {len(values)} examples, {names[0]!r} has "
+                f"{size}; all must have the same."
+            )
     if size == 0:
         raise PredictorInputError("Got a batch of 0 examples; send at least one.")
     return {n: columns[n] for n in names}, size
@@ -209,7 +216,7 @@ class Predictor:
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         size = _bucket(n, self.max_bucket)
         if size != n:
-            columns = {k: np.pad(v, [(0, size - n)] + [(0, 0)] * (v.ndim - 1), mode="edge") for k, v in columns.items()}
+            columns = {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in columns.items()}
         features = self._model_features(columns)
         outs = self._compiled_for(size)(self._variables, features)
         return {k: np.asarray(v)[:n] for k, v in outs.items()}

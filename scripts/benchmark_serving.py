@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,13 @@ import time
 MODEL_NAME = "bench"
 FEATURES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
             "passenger_count", "hourofday", "dayofweek"]
+
+
+OURS = {  # our server's variants and their flags
+    "batching": [],
+    "batching in loop": ["--predict_in_thread", "false"],
+    "no batching": ["--enable_batching", "false"],
+}
 
 
 def make_mlp_export(base: str) -> str:
@@ -59,7 +67,8 @@ def _example(signature: dict) -> dict:
 
 
 def _naive_or_ceiling_app(kind: str, model_dir: str):
-    """The baseline servers: 'naive' (predict inline per request) or 'ceiling' (constant answer)."""
+    """The baseline servers: 'naive' (predict inline per request), 'ceiling' (Starlette, constant
+    answer after parsing the body) or 'bare ceiling' (the same without Starlette on the hot path)."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -85,8 +94,25 @@ def _naive_or_ceiling_app(kind: str, model_dir: str):
     async def status(request):
         return JSONResponse({"model_version_status": [{"state": "AVAILABLE"}]})
 
-    return Starlette(routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]),
-                             Route("/v1/models/{name}", status)])
+    app = Starlette(routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+                            Route("/v1/models/{name}", status)])
+    if kind != "bare ceiling":
+        return app
+    answer = json.dumps(constant).encode()
+
+    async def bare(scope, receive, send):  # the floor: no framework at all on the hot path
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        json.loads(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+    return bare
 
 
 def _free_port() -> int:
@@ -96,10 +122,9 @@ def _free_port() -> int:
 
 
 def _start(kind: str, base: str, version_dir: str, port: int) -> subprocess.Popen:
-    if kind in ("batching", "no batching"):
+    if kind in OURS:
         cmd = [sys.executable, "-m", "estimator.serving", "--model_name", MODEL_NAME, "--model_base_path", base,
-               "--port", str(port), "--host", "127.0.0.1", "--log_level", "warning",
-               "--enable_batching", "true" if kind == "batching" else "false"]
+               "--port", str(port), "--host", "127.0.0.1", "--log_level", "warning", *OURS[kind]]
     else:
         cmd = [sys.executable, __file__, "--_serve", kind, "--_model_dir", version_dir, "--_port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -125,6 +150,13 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -189,9 +221,11 @@ def main() -> None:
     """Runs every server x connection-count cell and prints the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model_base_path", help="export base dir (default: a generated MLP export)")
-    p.add_argument("--seconds", type=float, default=4.0, help="duration of each cell")
+    p.add_argument("--seconds", type=float, default=3.0, help="duration of each cell")
     p.add_argument("--connections", default="1,16,64")
-    p.add_argument("--servers", default="batching,no batching,naive,ceiling")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions per cell (median reported)")
+    p.add_argument("--servers", default="batching,no batching,naive,ceiling,bare ceiling",
+                   help=f"comma-separated, from: {', '.join([*OURS, 'naive', 'ceiling', 'bare ceiling'])}")
     p.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
     p.add_argument("--_serve"), p.add_argument("--_model_dir"), p.add_argument("--_port", type=int)
     p.add_argument("--_load"), p.add_argument("--_conns", type=int), p.add_argument("--_seconds", type=float)
@@ -218,24 +252,49 @@ def main() -> None:
     run = _run_wrk if use_wrk else _run_httpx
     conns = [int(c) for c in args.connections.split(",")]
     print(f"load generator: {'wrk' if use_wrk else 'httpx'}; {args.seconds:g} s per cell; body {body}")
-    rows = []
-    for kind in args.servers.split(","):
-        port = _free_port()
-        proc = _start(kind, base, version_dir, port)
-        try:
-            url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict"
-            run(url, body, 4, 1.0)  # warm up
-            for c in conns:
-                r = run(url, body, c, args.seconds)
-                rows.append((kind, c, r))
-                print(f"  {kind:12s} c={c:3d}: {r['qps']:8.0f} QPS  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms"
-                      f"  errors {r['errors']}", flush=True)
-        finally:
+    kinds = args.servers.split(",")
+    procs: dict[str, tuple[subprocess.Popen, str]] = {}
+    results: dict[tuple[str, int], list[dict]] = {}
+    try:
+        for kind in kinds:  # all servers up at once; cells interleaved so machine noise hits all alike
+            port = _free_port()
+            procs[kind] = (_start(kind, base, version_dir, port),
+                           f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict")
+            run(procs[kind][1], body, 4, 1.0)  # warm up
+        for c in conns:
+            for _ in range(args.rounds):
+                for kind in kinds:
+                    cpu = _cpu_seconds(procs[kind][0].pid)
+                    r = run(procs[kind][1], body, c, args.seconds)
+                    r["cpu_us"] = (_cpu_seconds(procs[kind][0].pid) - cpu) / max(1.0, r["qps"] * args.seconds) * 1e6
+                    results.setdefault((kind, c), []).append(r)
+                    print(f"  {kind:12s} c={c:3d}: {r['qps']:8.0f} QPS  p50 {r['p50']:6.2f} ms  "
+                          f"p99 {r['p99']:6.2f} ms  server CPU {r['cpu_us']:5.0f} us/request  errors {r['errors']}",
+                          flush=True)
+    finally:
+        for proc, _ in procs.values():
             _stop(proc)
-    print("\n| server | connections | QPS | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|")
-    for kind, c, r in rows:
-        print(f"| {kind} | {c} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+    _report(results, kinds, conns)
 
+
+def _report(results: dict[tuple[str, int], list[dict]], kinds: list[str], conns: list[int]) -> None:
+    """Median over rounds per cell, then the targets of issue 5."""
+    med = {key: {m: statistics.median(r[m] for r in rs) for m in ("qps", "p50", "p99", "cpu_us")} | {
+        "errors": sum(r["errors"] for r in rs)} for key, rs in results.items()}
+    print("\n| server | connections | QPS | p50 ms | p99 ms | server CPU us/req | errors |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
+    for c in conns:
+        for kind in kinds:
+            r = med[(kind, c)]
+            print(f"| {kind} | {c} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.0f} | "
+                  f"{r['errors']} |")
+    if {"batching", "ceiling"} <= set(kinds) and max(conns) in conns:
+        b, top = med[("batching", max(conns))], med[("ceiling", max(conns))]
+        print(f"\nc={max(conns)}: batching/ceiling = {b['qps'] / top['qps']:.2f} (target >= 0.8), "
+              f"p99 {b['p99']:.1f} ms (target <= 50)")
+    if {"batching", "naive"} <= set(kinds) and 1 in conns:
+        delta = med[("batching", 1)]["p50"] - med[("naive", 1)]["p50"]
+        print(f"c=1: batching p50 - naive p50 = {delta:+.2f} ms (target <= +0.5)")
 
 if __name__ == "__main__":
     main()

@@ -31,6 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_body_bytes", type=int, default=4 * 1024 * 1024, help="larger request bodies get 413")
     p.add_argument("--poll_secs", "--file_system_poll_wait_seconds", dest="poll_secs", type=float, default=2.0,
                    help="how often to look for a new version")
+    p.add_argument("--predict_in_thread", type=_bool, default=True,
+                   help="run batched device calls in a worker thread (true) or on the event loop (false)")
     p.add_argument("--log_level", default="info")
     return p.parse_args(argv)
 
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         enable_batching=args.enable_batching,
         max_body_bytes=args.max_body_bytes,
         poll_secs=args.poll_secs,
+        predict_in_thread=args.predict_in_thread,
     )
     uvicorn.run(build_app(config), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=False, lifespan="on")

@@ -74,7 +74,11 @@ class Batcher:
                 await asyncio.sleep(self._timeout)
                 self._take(batch, rows)
             try:
-                results = await loop.run_in_executor(self._executor, self._run, [e[0] for e in batch])
+                items = [e[0] for e in batch]
+                if self._executor is None:
+                    results = self._run(items)
+                else:
+                    results = await loop.run_in_executor(self._executor, self._run, items)
             except Exception as e:  # noqa: BLE001 - every waiting request must hear about it
                 results = [e] * len(batch)
             for (_, _, fut), result in zip(batch, results, strict=True):

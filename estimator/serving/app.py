@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -46,6 +48,7 @@ class ServerConfig:
     enable_batching: bool = True
     max_body_bytes: int = 4 * 1024 * 1024
     poll_secs: float = 2.0
+    predict_in_thread: bool = True
     retire_grace_secs: float = 30.0
 
 
@@ -61,7 +64,8 @@ class _Server:
         run = batch_predictor(predictor, self.metrics.observe_batch)
         if not self.config.enable_batching:
             return Unbatched(run, self.executor)
-        return Batcher(run, self.executor, self.config.max_batch_size, self.config.batch_timeout_micros / 1e6)
+        executor = self.executor if self.config.predict_in_thread else None
+        return Batcher(run, executor, self.config.max_batch_size, self.config.batch_timeout_micros / 1e6)
 
     async def refresh(self) -> None:
         old = await asyncio.to_thread(self.versions.refresh)
@@ -88,56 +92,77 @@ class _Server:
             raise ServingError(404, f"Version {version!r} of model {name!r} is not loaded; available: {current.version}.")
         return current
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, chunks: AsyncIterator[bytes], declared: str | None) -> bytes:
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ServingError(413, f"Request body of {declared} bytes is over the limit of {limit} bytes.")
-        chunks, size = [], 0
-        async for chunk in request.stream():
+        parts, size = [], 0
+        async for chunk in chunks:
             size += len(chunk)
             if size > limit:
                 raise ServingError(413, f"Request body is over the limit of {limit} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            parts.append(chunk)
+        return b"".join(parts)
 
-    async def models(self, request: Request) -> Response:
+    async def answer(self, method: str, path: str, body: Callable[[], Awaitable[bytes]]) -> tuple[int, bytes]:
+        """Serves one /v1/models/... request; returns (HTTP status, JSON body)."""
         start = time.perf_counter()
         api, status = "unknown", 500
         try:
-            m = _PATH.match(request.url.path)
+            m = _PATH.match(path)
             if m is None:
-                raise ServingError(404, f"No such endpoint {request.url.path!r}.")
+                raise ServingError(404, f"No such endpoint {path!r}.")
             served = self.served(m["name"], m["version"])
             verb = m["verb"]
             if verb is not None:
                 api = verb
                 if verb != "predict":
                     raise ServingError(404, f"Method {verb!r} is not supported; use :predict.")
-                if request.method != "POST":
+                if method != "POST":
                     raise ServingError(405, ":predict takes POST.")
-                columns, size, row_format = _rest.parse_predict(await self.read_body(request), served.predictor.inputs)
+                columns, size, row_format = _rest.parse_predict(await body(), served.predictor.inputs)
                 outputs = await served.batcher.submit((columns, size), size)
-                body = _rest.format_predictions(outputs, row_format)
+                payload = _rest.format_predictions(outputs, row_format)
             elif m["meta"]:
                 api = "metadata"
-                body = _rest.metadata(self.config.model_name, served.version, served.predictor.signature)
+                payload = _rest.metadata(self.config.model_name, served.version, served.predictor.signature)
             else:
                 api = "status"
-                body = _rest.version_status([served.version])
+                payload = _rest.version_status([served.version])
             status = 200
-            return JSONResponse(body)
         except ServingError as e:
-            status = e.status
-            return JSONResponse({"error": e.message}, status_code=e.status)
+            status, payload = e.status, {"error": e.message}
         except PredictorInputError as e:
-            status = 400
-            return JSONResponse({"error": str(e)}, status_code=400)
+            status, payload = 400, {"error": str(e)}
         except Exception as e:  # noqa: BLE001 - answer 500, stay up
-            log.exception("Request to %s failed.", request.url.path)
-            return JSONResponse({"error": f"Internal error: {type(e).__name__}: {e}"}, status_code=500)
-        finally:
-            self.metrics.observe_request(api, status, time.perf_counter() - start)
+            log.exception("Request to %s failed.", path)
+            payload = {"error": f"Internal error: {type(e).__name__}: {e}"}
+        self.metrics.observe_request(api, status, time.perf_counter() - start)
+        return status, json.dumps(payload, separators=(",", ":")).encode()
+
+    async def models(self, request: Request) -> Response:
+        status, content = await self.answer(
+            request.method, request.url.path,
+            lambda: self.read_body(request.stream(), request.headers.get("content-length")))
+        return Response(content, status_code=status, media_type="application/json")
+
+    async def predict_asgi(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """The :predict hot path as a bare ASGI handler (Starlette's per-request layers skipped)."""
+        declared = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-length"), None)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ServingError(400, "Client disconnected before sending the whole body.")
+                yield message.get("body", b"")
+                if not message.get("more_body", False):
+                    return
+
+        status, content = await self.answer("POST", scope["path"], lambda: self.read_body(chunks(), declared))
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
 
     async def metrics_page(self, request: Request) -> Response:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -146,8 +171,13 @@ class _Server:
         return JSONResponse({"error": f"No such endpoint {request.url.path!r}."}, status_code=404)
 
 
-def build_app(config: ServerConfig) -> Starlette:
-    """Returns the ASGI app serving ``config.model_name`` from ``config.model_base_path``."""
+def build_app(config: ServerConfig) -> Callable:
+    """Returns the ASGI app serving ``config.model_name`` from ``config.model_base_path``.
+
+    Starlette routes everything but ``POST ...:predict``, which goes straight to a bare ASGI
+    handler: Starlette's request/response layers cost about as much CPU per request as the
+    rest of the work on a small model (see scripts/benchmark_serving.py).
+    """
     server = _Server(config)
 
     @contextlib.asynccontextmanager
@@ -166,6 +196,12 @@ def build_app(config: ServerConfig) -> Starlette:
         Route("/metrics", server.metrics_page),
         Route("/{path:path}", server.not_found, methods=["GET", "POST", "PUT", "DELETE"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.server = server
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith(":predict"):
+            await server.predict_asgi(scope, receive, send)
+        else:
+            await starlette(scope, receive, send)
+
     return app
