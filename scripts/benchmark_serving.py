@@ -31,7 +31,7 @@ FEATURES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff
 
 OURS = {  # our server's variants and their flags
     "batching": [],
-    "batching in loop": ["--predict_in_thread", "false"],
+    "batching, thread": ["--predict_in_thread", "true"],
     "no batching": ["--enable_batching", "false"],
 }
 

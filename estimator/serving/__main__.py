@@ -31,8 +31,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_body_bytes", type=int, default=4 * 1024 * 1024, help="larger request bodies get 413")
     p.add_argument("--poll_secs", "--file_system_poll_wait_seconds", dest="poll_secs", type=float, default=2.0,
                    help="how often to look for a new version")
-    p.add_argument("--predict_in_thread", type=_bool, default=True,
-                   help="run batched device calls in a worker thread (true) or on the event loop (false)")
+    p.add_argument("--predict_in_thread", type=_bool, default=False,
+                   help="run device calls in a worker thread so request parsing overlaps them (for models "
+                        "taking milliseconds per batch); default false: on the event loop, cheapest for small models")
     p.add_argument("--log_level", default="info")
     return p.parse_args(argv)
 

@@ -1,9 +1,11 @@
 """Dynamic batching: concurrent requests merged into one call, no wait when idle.
 
-One worker task takes everything queued *right now* (up to ``max_batch_size`` examples),
-hands it to ``run`` in a thread, and meanwhile new requests queue up for the next call. A
-request arriving at an idle server therefore runs at once; under load, batches grow by
-themselves. ``batch_timeout_s`` > 0 additionally lets a batch that already holds several
+One worker task takes everything queued *right now* (up to ``max_batch_size`` examples)
+and hands it to ``run``; meanwhile new requests queue up for the next call. A request
+arriving at an idle server therefore runs at once; under load, batches grow by themselves.
+``run`` is called on the event loop (``executor=None``: cheapest when the device call is
+short, since a thread would pay GIL hand-offs on every call) or on ``executor``'s thread
+(parsing overlaps the device call: better for models that take milliseconds). ``batch_timeout_s`` > 0 additionally lets a batch that already holds several
 requests wait that long for more (a lone request never waits).
 
 ``run(items) -> list`` receives the queued items and returns, per item, its result or the
@@ -24,7 +26,7 @@ RunFn = Callable[[list], list]
 class Batcher:
     """Merges concurrent ``submit`` calls into ``run(items)`` calls on ``executor``."""
 
-    def __init__(self, run: RunFn, executor: Executor, max_batch_size: int, batch_timeout_s: float = 0.0):
+    def __init__(self, run: RunFn, executor: Executor | None, max_batch_size: int, batch_timeout_s: float = 0.0):
         self._run = run
         self._executor = executor
         self._max = max_batch_size
@@ -88,13 +90,16 @@ class Batcher:
 class Unbatched:
     """Same interface as Batcher, one ``run([item])`` call per request (no batching)."""
 
-    def __init__(self, run: RunFn, executor: Executor):
+    def __init__(self, run: RunFn, executor: Executor | None):
         self._run = run
         self._executor = executor
 
     async def submit(self, item: Any, size: int) -> Any:
-        """Runs ``item`` alone on the executor and returns its result."""
-        (result,) = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, [item])
+        """Runs ``item`` alone (on the executor, if any) and returns its result."""
+        if self._executor is None:
+            (result,) = self._run([item])
+        else:
+            (result,) = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, [item])
         if isinstance(result, Exception):
             raise result
         return result

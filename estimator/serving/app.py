@@ -48,7 +48,7 @@ class ServerConfig:
     enable_batching: bool = True
     max_body_bytes: int = 4 * 1024 * 1024
     poll_secs: float = 2.0
-    predict_in_thread: bool = True
+    predict_in_thread: bool = False
     retire_grace_secs: float = 30.0
 
 
@@ -62,9 +62,9 @@ class _Server:
 
     def _make_batcher(self, predictor: Predictor) -> Batcher | Unbatched:
         run = batch_predictor(predictor, self.metrics.observe_batch)
-        if not self.config.enable_batching:
-            return Unbatched(run, self.executor)
         executor = self.executor if self.config.predict_in_thread else None
+        if not self.config.enable_batching:
+            return Unbatched(run, executor)
         return Batcher(run, executor, self.config.max_batch_size, self.config.batch_timeout_micros / 1e6)
 
     async def refresh(self) -> None:

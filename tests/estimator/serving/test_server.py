@@ -181,7 +181,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served):
 def test_new_version_is_hot_swapped_under_traffic_never_a_half_written_one(tmp_path):
     base = str(tmp_path)
     export_saved_model(ExportableFunction(_one_input, {"s": np.float32(2.0)}), base, {"v": "float32"})
-    server = Server(base, "scale", "--poll_secs", "0.2")
+    server = Server(base, "scale", "--poll_secs", "0.2", "--predict_in_thread", "true")
     try:
         # bare instances for a one-input model, answered as bare predictions
         assert server.predict({"instances": [1.0, 3.0]}).json() == {"predictions": [2.0, 6.0]}
