@@ -31,7 +31,7 @@ FEATURES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff
 
 OURS = {  # our server's variants and their flags
     "batching": [],
-    "batching, thread": ["--predict_in_thread", "true"],
+    "batching+thread": ["--predict_in_thread", "true"],
     "no batching": ["--enable_batching", "false"],
 }
 
@@ -253,6 +253,9 @@ def main() -> None:
     conns = [int(c) for c in args.connections.split(",")]
     print(f"load generator: {'wrk' if use_wrk else 'httpx'}; {args.seconds:g} s per cell; body {body}")
     kinds = args.servers.split(",")
+    unknown = [k for k in kinds if k not in (*OURS, "naive", "ceiling", "bare ceiling")]
+    if unknown:
+        p.error(f"unknown --servers {unknown}")
     procs: dict[str, tuple[subprocess.Popen, str]] = {}
     results: dict[tuple[str, int], list[dict]] = {}
     try:
