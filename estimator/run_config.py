@@ -24,9 +24,30 @@ class RunConfig:
       log_step_count_steps: ``loss = X, step = N`` log line every N steps.
       steps_per_loop: train steps fused in one device call (``lax.scan``).
       debug: run ``model_fn`` without ``jax.jit`` so print and pdb work.
-      param_sharding: "replicated" or "fsdp" (shard params over the data axis).
-      compute_dtype: dtype of matmuls (e.g. "bfloat16"), None for float32.
-      gradient_accumulation_steps: micro-batches summed into one update.
+      param_sharding: "replicated", or "fsdp": every parameter and optimizer-state
+        array of at least 4 elements per device is split over the ``data`` axis
+        along its largest dimension divisible by the device count (smaller ones
+        stay replicated); XLA gathers them where they are used. Same results as
+        replicated, less memory per device.
+      compute_dtype: dtype the ``nn`` layers compute in (e.g. "bfloat16"), None
+        for float32. Mixed precision: parameters, gradients and optimizer state
+        stay float32 (so do checkpoints); Dense/Conv2D/Embed cast inputs and
+        weights to this dtype; LayerNorm/BatchNorm statistics are float32. Cast
+        logits to float32 before a softmax loss. Predictions come out in this
+        dtype unless ``model_fn`` casts them.
+      gradient_accumulation_steps: k > 1 wraps the optimizer in
+        ``optax.MultiSteps``: each input batch is a micro-batch and one train
+        ``step``; the parameters change every k steps, by the optimizer's update
+        for the mean of the k micro-batch gradients. With equal micro-batch
+        sizes and a mean loss this is the gradient of one k-times larger batch,
+        so k micro-batches of B give the parameters of batches of k*B with the
+        plain optimizer (up to float rounding). ``global_step``, ``max_steps``,
+        ``save_*_steps`` and hooks count micro-batches: for N updates train
+        ``max_steps = k * N``; the optimizer's own count (schedules) advances
+        once per update. Not the same as a big batch: a short micro-batch gets
+        the same weight as a full one; batch-norm statistics move every
+        micro-batch; dropout draws fresh keys per micro-batch. A checkpoint
+        taken inside a window holds the partial sum, so resuming is exact.
       coordinator_address / num_processes / process_id: multi-process setup;
         None means "from the environment or JAX's cluster detection".
       prefetch_batches: groups of batches staged on the devices ahead of the step.

@@ -17,7 +17,7 @@ from typing import Any
 from estimator import RunConfig
 from estimator.config import ConfigError, build, load_raw
 
-MODELS = {"taxi_fare": "models.taxi_fare"}
+MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
 
 
 @dataclasses.dataclass
