@@ -37,9 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         spec = task.serving_input(config)
     base = args.export_dir or os.path.join(est.model_dir, "export", "manual")
-    from estimator.export import export_saved_model
+    from estimator import EstimatorError
+    from estimator.export import ExportError, export_saved_model
 
-    print(export_saved_model(est, base, spec, checkpoint_path=args.checkpoint, as_text=args.as_text))
+    try:
+        print(export_saved_model(est, base, spec, checkpoint_path=args.checkpoint, as_text=args.as_text))
+    except (EstimatorError, ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

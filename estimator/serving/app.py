@@ -1,4 +1,4 @@
-"""The model server as a Starlette ASGI app speaking TensorFlow Serving's REST API.
+"""The model server: an ASGI app (for uvicorn) speaking TensorFlow Serving's REST API.
 
 Routes: ``GET /v1/models/<name>[/versions/<v>]`` (status), ``.../metadata`` (signature),
 ``POST /v1/models/<name>[/versions/<v>]:predict``; ``GET /monitoring/prometheus/metrics``
