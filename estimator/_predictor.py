@@ -103,7 +103,10 @@ def gather_columns(
             for i, row in enumerate(features):
                 if row.keys() != keys:
                     _check_names(names, row.keys(), where=f" in example {i}")
-            columns = {n: [row[n] for row in features] for n in names}
+            if len(features) == 1:  # the common single-example request
+                columns = {n: [v] for n, v in features[0].items()}
+            else:
+                columns = {n: [row[n] for row in features] for n in names}
         elif len(names) == 1 and not any(isinstance(r, Mapping) for r in features):
             columns = {names[0]: features}
         else:

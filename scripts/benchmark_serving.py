@@ -69,6 +69,7 @@ def _example(signature: dict) -> dict:
 def _naive_or_ceiling_app(kind: str, model_dir: str):
     """The baseline servers: 'naive' (predict inline per request), 'ceiling' (Starlette, constant
     answer after parsing the body) or 'bare ceiling' (the same without Starlette on the hot path)."""
+    import jax
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -77,6 +78,7 @@ def _naive_or_ceiling_app(kind: str, model_dir: str):
     from estimator.export import load
     from estimator.serving import _rest
 
+    jax.config.update("jax_cpu_enable_async_dispatch", False)  # as our server does
     predictor = load(model_dir) if kind == "naive" else None
     if predictor is not None:
         predictor.warmup(1)

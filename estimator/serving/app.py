@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -183,6 +184,7 @@ def build_app(config: ServerConfig) -> Callable:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         await server.refresh()
+        gc.freeze()  # the model and libraries stay out of every later collection: no long GC pauses
         poller = asyncio.create_task(server.poll_forever())
         try:
             yield
