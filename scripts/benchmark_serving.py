@@ -161,6 +161,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _batch_stats(predict_url: str, kind: str) -> tuple[float, float]:
+    """(examples, device calls) so far, from our server's /metrics; zeros for the baselines."""
+    if kind not in OURS:
+        return 0.0, 0.0
+    import httpx
+
+    text = httpx.get(predict_url.split("/v1/")[0] + "/metrics", timeout=10).text
+    values = {line.split("{")[0]: float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith("jax_estimator_serving_batch_size_")}
+    return values.get("jax_estimator_serving_batch_size_sum", 0.0), values.get("jax_estimator_serving_batch_size_count", 0.0)
+
+
 def _ms(text: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if m is None:
@@ -269,12 +281,15 @@ def main() -> None:
         for c in conns:
             for _ in range(args.rounds):
                 for kind in kinds:
-                    cpu = _cpu_seconds(procs[kind][0].pid)
+                    cpu, batches = _cpu_seconds(procs[kind][0].pid), _batch_stats(procs[kind][1], kind)
                     r = run(procs[kind][1], body, c, args.seconds)
                     r["cpu_us"] = (_cpu_seconds(procs[kind][0].pid) - cpu) / max(1.0, r["qps"] * args.seconds) * 1e6
+                    after = _batch_stats(procs[kind][1], kind)
+                    r["batch"] = (after[0] - batches[0]) / max(1, after[1] - batches[1])
                     results.setdefault((kind, c), []).append(r)
                     print(f"  {kind:12s} c={c:3d}: {r['qps']:8.0f} QPS  p50 {r['p50']:6.2f} ms  "
-                          f"p99 {r['p99']:6.2f} ms  server CPU {r['cpu_us']:5.0f} us/request  errors {r['errors']}",
+                          f"p99 {r['p99']:6.2f} ms  server CPU {r['cpu_us']:5.0f} us/request  "
+                          f"mean batch {r['batch']:4.1f}  errors {r['errors']}",
                           flush=True)
     finally:
         for proc, _ in procs.values():
@@ -284,15 +299,16 @@ def main() -> None:
 
 def _report(results: dict[tuple[str, int], list[dict]], kinds: list[str], conns: list[int]) -> None:
     """Median over rounds per cell, then the targets of issue 5."""
-    med = {key: {m: statistics.median(r[m] for r in rs) for m in ("qps", "p50", "p99", "cpu_us")} | {
+    med = {key: {m: statistics.median(r[m] for r in rs) for m in ("qps", "p50", "p99", "cpu_us", "batch")} | {
         "errors": sum(r["errors"] for r in rs)} for key, rs in results.items()}
-    print("\n| server | connections | QPS | p50 ms | p99 ms | server CPU us/req | errors |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| server | connections | QPS | p50 ms | p99 ms | server CPU us/req | mean batch | errors |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for c in conns:
         for kind in kinds:
             r = med[(kind, c)]
+            batch = f"{r['batch']:.1f}" if kind in OURS else "-"
             print(f"| {kind} | {c} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.0f} | "
-                  f"{r['errors']} |")
+                  f"{batch} | {r['errors']} |")
     if {"batching", "ceiling"} <= set(kinds) and max(conns) in conns:
         b, top = med[("batching", max(conns))], med[("ceiling", max(conns))]
         print(f"\nc={max(conns)}: batching/ceiling = {b['qps'] / top['qps']:.2f} (target >= 0.8), "
