@@ -96,8 +96,17 @@ def atomic_export_dir(export_dir_base: str) -> Iterator[list[str]]:
         raise
 
 
+STALE_TMP_SECS = 24 * 3600
+
+
 def garbage_collect(export_dir_base: str, keep: int | None) -> list[str]:
-    """Deletes all but the newest ``keep`` complete versions; returns the deleted paths."""
+    """Deletes all but the newest ``keep`` complete versions, and temporary directories left a
+    day ago by crashed writers; returns the deleted paths."""
+    for name in os.listdir(export_dir_base):
+        path = os.path.join(export_dir_base, name)
+        with contextlib.suppress(OSError):
+            if name.startswith(".tmp-export-") and time.time() - os.path.getmtime(path) > STALE_TMP_SECS:
+                shutil.rmtree(path, ignore_errors=True)
     if keep is None:
         return []
     versions = complete_versions(export_dir_base)

@@ -48,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # CPU backend: execute on the calling thread. Async dispatch hands every call to another
     # thread, which costs ~70 us of CPU per device call for nothing when the caller waits anyway.
     jax.config.update("jax_cpu_enable_async_dispatch", False)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
+    logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing chatter
     config = ServerConfig(
         model_name=args.model_name,
         model_base_path=args.model_base_path,

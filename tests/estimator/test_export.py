@@ -237,10 +237,14 @@ def _fn_model():
     return ExportableFunction(_toy_fn, *_toy_arrays())
 
 
-def test_latest_exporter_keeps_the_newest(tmp_path):
+def test_latest_exporter_keeps_the_newest_and_clears_stale_temporaries(tmp_path):
+    stale, fresh = tmp_path / ".tmp-export-1-dead", tmp_path / ".tmp-export-2-busy"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (0, 0))  # left by a writer that crashed long ago
     exporter = LatestExporter("latest", SPEC, exports_to_keep=2)
     paths = [exporter.export(_fn_model(), str(tmp_path), None, {"average_loss": 1.0}, False) for _ in range(3)]
-    assert sorted(os.listdir(tmp_path)) == [os.path.basename(p) for p in paths[1:]]
+    assert sorted(os.listdir(tmp_path)) == [fresh.name] + [os.path.basename(p) for p in paths[1:]]
 
 
 def test_final_exporter_exports_only_at_the_end(tmp_path):
