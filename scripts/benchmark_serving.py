@@ -60,9 +60,16 @@ def make_mlp_export(base: str) -> str:
 
 
 def _example(signature: dict) -> dict:
+    """One example for the signature's inputs: 0.5 for floats, 1 for integers, "a" for strings."""
     import numpy as np
 
-    return {k: (np.full(s["shape"], "a", object) if s["dtype"] == "string" else np.full(s["shape"], 0.5)).tolist()
+    def value(dtype: str):
+        if dtype == "string":
+            return "a"
+        kind = np.dtype(dtype).kind
+        return True if kind == "b" else 1 if kind in "iu" else 0.5
+
+    return {k: np.full(s["shape"], value(s["dtype"]), object).tolist() if s["shape"] else value(s["dtype"])
             for k, s in signature["inputs"].items()}
 
 
@@ -277,6 +284,11 @@ def main() -> None:
             port = _free_port()
             procs[kind] = (_start(kind, base, version_dir, port),
                            f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict")
+            import httpx
+
+            check = httpx.post(procs[kind][1], content=body, timeout=30)
+            if check.status_code != 200:
+                raise RuntimeError(f"{kind} server answered {check.status_code} to the benchmark request: {check.text}")
             run(procs[kind][1], body, 4, 1.0)  # warm up
         for c in conns:
             for _ in range(args.rounds):
