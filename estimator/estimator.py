@@ -554,11 +554,19 @@ class Estimator:
         return {k: predictions[k] for k in predict_keys}
 
     # ------------------------------------------------------------------ export
-    def export_saved_model(self, export_dir_base: str, serving_input: Any, checkpoint_path: str | None = None) -> str:
-        """Writes a servable export under ``export_dir_base/<timestamp>/`` and returns its path."""
+    def export_saved_model(
+        self, export_dir_base: str, serving_input: Any, checkpoint_path: str | None = None, as_text: bool = False
+    ) -> str:
+        """Writes a servable export under ``export_dir_base/<timestamp>/`` and returns its path.
+
+        ``as_text`` (tf.estimator's argument) also writes the computation's StableHLO text as
+        ``computation.mlir`` for reading; the served artifact is the same either way.
+        """
         from estimator import export
 
-        return export.export_saved_model(self, export_dir_base, serving_input, checkpoint_path=checkpoint_path)
+        return export.export_saved_model(
+            self, export_dir_base, serving_input, checkpoint_path=checkpoint_path, as_text=as_text
+        )
 
 
 def _examples(predictions: Any) -> Iterator[Any]:
