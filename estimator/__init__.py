@@ -1,9 +1,11 @@
 """jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
 
-from estimator import canned, feature_column, metrics, nn
+from estimator import canned, export, feature_column, metrics, nn
 from estimator.checkpoint import CheckpointNotFoundError
 from estimator.distribute import InputContext
 from estimator.estimator import Estimator, EstimatorError, ModelFnError
+from estimator.export import ExportError, ServingInput
+from estimator.exporter import BestExporter, Exporter, ExporterError, FinalExporter, LatestExporter
 from estimator.hooks import (
     EarlyStoppingHook,
     Hook,
@@ -24,6 +26,7 @@ from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from estimator.warm_start import WarmStartError, WarmStartSettings
 
 __all__ = [
+    "BestExporter",
     "CheckpointNotFoundError",
     "EarlyStoppingHook",
     "Estimator",
@@ -31,8 +34,13 @@ __all__ = [
     "EstimatorSpec",
     "EstimatorSpecError",
     "EvalSpec",
+    "ExportError",
+    "Exporter",
+    "ExporterError",
+    "FinalExporter",
     "Hook",
     "InputContext",
+    "LatestExporter",
     "LoggingHook",
     "ModeKeys",
     "ModelFnError",
@@ -44,11 +52,13 @@ __all__ = [
     "RunConfigError",
     "RunContext",
     "RunValues",
+    "ServingInput",
     "StopAtStepHook",
     "TrainSpec",
     "WarmStartError",
     "WarmStartSettings",
     "canned",
+    "export",
     "feature_column",
     "metrics",
     "nn",

@@ -181,7 +181,8 @@ def _load_in_subprocess(tmp_path, export_dir, features):
 
 def test_estimator_export_matches_predict_in_a_subprocess(tmp_path):
     est = _train_toy_estimator(tmp_path / "model")
-    path = est.export_saved_model(str(tmp_path / "export"), {"x": ("float32", [3])})
+    path = est.export_saved_model(str(tmp_path / "export"), {"x": ("float32", [3])}, as_text=True)
+    assert os.path.isfile(os.path.join(path, "computation.mlir"))  # tf.estimator's as_text: readable text too
     x, _ = regression_data(11, seed=5)
     want = list(est.predict(lambda: iter([{"x": x}]), yield_single_examples=False))[0]
     got = _load_in_subprocess(tmp_path, path, {"x": x.tolist()})
@@ -233,6 +234,17 @@ def test_canned_estimator_with_vocabulary_strings_matches_predict(tmp_path):
 
 
 # ------------------------------------------------------------------ exporters
+def test_export_api_is_reexported_from_the_package_without_import_cycles():
+    import estimator
+
+    assert estimator.export.load is load
+    assert (estimator.ServingInput, estimator.ExportError) == (ServingInput, ExportError)
+    assert (estimator.LatestExporter, estimator.BestExporter, estimator.FinalExporter) == (
+        LatestExporter, BestExporter, FinalExporter)
+    fresh = "import estimator.exporter; from estimator import LatestExporter, export; export.load"
+    subprocess.run([sys.executable, "-c", fresh], check=True, timeout=120)  # a new process: no import cycle
+
+
 def _fn_model():
     return ExportableFunction(_toy_fn, *_toy_arrays())
 
