@@ -4,13 +4,15 @@
 reads the file with ``yaml.safe_load``, applies the overrides (values parsed
 as YAML, so ``model.hidden_units=[64,32]`` is a list), and builds the schema's
 dataclasses. An unknown key names the closest valid key; a wrong type names
-the key and the type expected.
+the key and the type expected. A float key also takes an int or a number in a
+string: PyYAML reads ``1e-3`` (no dot, YAML 1.1) as the string ``"1e-3"``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from typing import Any, Literal, Union
@@ -34,6 +36,17 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
+
+
+# A YAML 1.2 float. PyYAML follows YAML 1.1, which needs a dot, so ``1e-3`` arrives as a string.
+_FLOAT_RE = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _float_from_str(value: str, key: str) -> float:
+    if _FLOAT_RE.fullmatch(value.strip()):
+        return float(value)
+    raise ConfigError(f"config key {key!r} must be float, got {value!r}, which is not a number; "
+                      "write it like 0.001 or 1e-3.")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -69,6 +82,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
     elif tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    elif tp is float and isinstance(value, str):
+        return _float_from_str(value, key)
     elif tp is bool and isinstance(value, bool):
         return value
     elif tp is int and isinstance(value, int) and not isinstance(value, bool):

@@ -59,6 +59,30 @@ def test_build_converts_int_to_float_and_accepts_optional():
     assert out.train.name is None
 
 
+def test_build_reads_numbers_in_strings_for_float_keys():
+    assert yaml.safe_load("rate: 1e-3")["rate"] == "1e-3"  # YAML 1.1: no dot, so a string
+    for text, want in [("1e-3", 1e-3), ("-2.5E+2", -250.0), (".5", 0.5), ("3", 3.0)]:
+        out = config_lib.build(_Outer, {"train": {"rate": text}})
+        assert out.train.rate == want and isinstance(out.train.rate, float)
+    for bad in ["fast", "1e-3x", "1_000", "nan", ""]:
+        with pytest.raises(ConfigError, match=rf"'train\.rate' must be float, got '{bad}', which is not a number"):
+            config_lib.build(_Outer, {"train": {"rate": bad}})
+    with pytest.raises(ConfigError, match=r"'train\.max_steps' must be int"):  # only float keys convert
+        config_lib.build(_Outer, {"train": {"max_steps": "1e3"}})
+
+
+def test_task_config_float_without_dot_in_file_and_override(tmp_path):
+    path = _task_yaml(tmp_path)
+    path_text = Path(path).read_text().replace("name: taxi_fare", "name: taxi_fare\n  learning_rate: 2e-3")
+    Path(path).write_text(path_text)
+    assert task.load_task_config(path).model.learning_rate == 2e-3
+    config = task.load_task_config(path, ["model.learning_rate=1e-3", "model.dropout=1e-1"])
+    assert (config.model.learning_rate, config.model.dropout) == (1e-3, 0.1)
+    assert config.to_dict()["model"]["learning_rate"] == 1e-3  # the resolved config holds the float
+    with pytest.raises(ConfigError, match=r"'model\.learning_rate' must be float, got 'fast'"):
+        task.load_task_config(path, ["model.learning_rate=fast"])
+
+
 def test_overrides_are_parsed_as_yaml(tmp_path):
     path = _write(tmp_path, {"train": {"max_steps": 1}})
     tree = config_lib.load_raw(path, ["train.max_steps=2000", "train.units=[64, 32]", "train.name=null",
