@@ -25,7 +25,7 @@ import optax
 from estimator import distribute, nn
 from estimator._prefetch import Prefetcher
 from estimator.checkpoint import CheckpointStore, parse_checkpoint_path
-from estimator.hooks import Hook, NanLossDuringTrainingError, RunContext, RunValues
+from estimator.hooks import Hook, NanLossDuringTrainingError, NanLossHook, RunContext, RunValues
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
@@ -591,6 +591,9 @@ class _TrainLoop:
         self.input_fn = input_fn
         self.chief = jax.process_index() == 0
         self.writer = SummaryWriter(est.model_dir) if self.chief else None
+        # NanLossHook(fail_on_nan_loss=False): a NaN loss stops training without raising.
+        self.raise_on_nan = not any(isinstance(h, NanLossHook) and not h.fail_on_nan_loss for h in hooks)
+        self.diverged_at: int | None = None
 
     def run(self) -> Estimator:
         iterator = self.est._input_iterator(self.input_fn, ModeKeys.TRAIN)
@@ -717,8 +720,12 @@ class _TrainLoop:
         return due
 
     def _check_finite(self, acc: Any) -> None:
+        """Raises on a NaN/inf loss in ``acc``, or only records its step when a NanLossHook tolerates it."""
         nan_step = int(acc["nan_step"])
-        if nan_step >= 0:
+        if nan_step < 0 or self.diverged_at is not None:
+            return
+        self.diverged_at = nan_step
+        if self.raise_on_nan:
             raise NanLossDuringTrainingError(
                 f"NaN or infinite loss at step {nan_step}; training stopped and the diverged state was not saved. "
                 "Lower the learning rate, check the inputs for NaN/inf, or clip gradients."
@@ -726,6 +733,11 @@ class _TrainLoop:
 
     def _save(self, state: Any, acc: Any, step: int, input_state: Any) -> None:
         self._check_finite(acc)
+        if self.diverged_at is not None:
+            log.error("Not saving a checkpoint for step %d: the loss became NaN or infinite at step %d. "
+                      "The latest checkpoint, step %s, is the last one before it.",
+                      step, self.diverged_at, self.store.latest_step())
+            return
         log.info("Saving checkpoints for %d into %s.", step, self.store.directory)
         self.store.save(step, state, input_state)
         if self.writer is not None:

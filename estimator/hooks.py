@@ -86,10 +86,19 @@ class StopAtStepHook(Hook):
 
 
 class NanLossHook(Hook):
-    """Checks the loss after every call; raises (or stops) on NaN/inf. Reads the loss each call."""
+    """Checks the loss after every call; raises (or stops) on NaN/inf. Reads the loss each call.
+
+    With ``fail_on_nan_loss=False`` training stops without an error: the
+    diverged state is not saved, the latest checkpoint stays the last good one.
+    """
 
     def __init__(self, fail_on_nan_loss: bool = True):
         self._fail = fail_on_nan_loss
+
+    @property
+    def fail_on_nan_loss(self) -> bool:
+        """Whether a NaN/inf loss raises ``NanLossDuringTrainingError`` (else training just stops)."""
+        return self._fail
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
         """Reads the loss and reacts to a non-finite value."""

@@ -103,6 +103,23 @@ def test_nan_loss_stops_training_naming_the_step_and_saves_nothing_poisoned(tmp_
     assert _steps_on_disk(est.model_dir) == [5]
 
 
+@pytest.mark.parametrize("config", [
+    RunConfig(save_checkpoints_steps=5, keep_checkpoint_max=None),
+    RunConfig(save_checkpoints_steps=2, save_summary_steps=1, steps_per_loop=2, keep_checkpoint_max=None),
+], ids=["default", "summary_every_step_and_steps_per_loop"])
+def test_nan_loss_hook_without_fail_stops_without_raising_and_keeps_the_good_checkpoints(tmp_path, caplog, config):
+    calls = _Calls()
+    est = Estimator(model_fn, str(tmp_path), config=config)
+    with caplog.at_level(logging.ERROR, logger="estimator"):
+        est.train(_poisoned_input(7), hooks=[NanLossHook(fail_on_nan_loss=False), calls], max_steps=20)
+    good = [s for s in range(1, 7) if s % config.save_checkpoints_steps == 0]
+    assert _steps_on_disk(est.model_dir) == good  # the diverged state at step 7 (or 8) was not saved
+    assert calls.calls[-1][0] == "end"
+    assert "Model diverged with loss = nan" in caplog.text
+    assert "Not saving a checkpoint" in caplog.text and "at step 7" in caplog.text
+    assert all(np.isfinite(est.get_variable_value(name)).all() for name in est.get_variable_names())
+
+
 def test_nan_with_steps_per_loop_names_the_first_bad_step(tmp_path):
     config = RunConfig(steps_per_loop=4, save_checkpoints_steps=4, keep_checkpoint_max=None)
     est = Estimator(model_fn, str(tmp_path), config=config)
