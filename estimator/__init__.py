@@ -1,7 +1,7 @@
 """jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
 
 from estimator import canned, export, feature_column, metrics, nn
-from estimator.checkpoint import CheckpointNotFoundError
+from estimator.checkpoint import CheckpointMismatchError, CheckpointNotFoundError
 from estimator.distribute import InputContext
 from estimator.estimator import Estimator, EstimatorError, ModelFnError
 from estimator.export import ExportError, ServingInput
@@ -27,6 +27,7 @@ from estimator.warm_start import WarmStartError, WarmStartSettings
 
 __all__ = [
     "BestExporter",
+    "CheckpointMismatchError",
     "CheckpointNotFoundError",
     "EarlyStoppingHook",
     "Estimator",

@@ -1,21 +1,36 @@
 """Checkpoints through orbax-checkpoint: the training state, the input position, metadata.
 
 A checkpoint lives in ``model_dir/checkpoints/<step>/`` with three items:
-``state`` (the training-state pytree), ``input`` (the input iterator's JSON
-state, or null) and ``meta`` (JSON: step, wall time, JAX version). Orbax writes
-each checkpoint into a temporary directory and renames it when complete, so a
-write killed half-way is never listed as a step (invariant 2 of the design).
+``state`` (the training-state pytree ``{step, params, model_state, opt_state,
+rng}``), ``input`` (JSON ``{"iterators": [state of process 0, state of process
+1, ...]}``, each entry an input iterator's state or null) and ``meta`` (JSON:
+step, wall time, JAX version, process count). Orbax writes each checkpoint into
+a temporary directory and renames it when complete, so a write killed half-way
+is never listed as a step (invariant 2 of the design).
+
+Every process reads its own shard of the input, so every process has its own
+input position: ``save`` gathers them all (a JAX all-gather of their JSON
+bytes; orbax's JSON item is written by the primary process only) and
+``restore_input`` hands each process its own entry. A checkpoint written by a
+different number of processes has positions that do not map to this job's
+shards: its input restarts from the beginning, with a warning (the parameters
+and optimizer state still resume). Checkpoints of the older single-process
+layout ``{"iterator": state}`` are read as one process's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +39,14 @@ CHECKPOINT_SUBDIR = "checkpoints"
 
 class CheckpointNotFoundError(FileNotFoundError):
     """A checkpoint path or directory that was asked for holds no complete checkpoint."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's training state does not fit the current model or optimizer."""
+
+
+class InputStateError(TypeError):
+    """The input iterator's ``state()`` is not JSON data, so it cannot be checkpointed."""
 
 
 def checkpoint_dir(model_dir: str) -> str:
@@ -57,6 +80,7 @@ class CheckpointStore:
 
     def __init__(self, model_dir: str, keep_checkpoint_max: int | None = 5, read_only: bool = False):
         self.directory = checkpoint_dir(model_dir)
+        self._warned_steps: set[int] = set()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep_checkpoint_max,
             create=not read_only,
@@ -88,25 +112,38 @@ class CheckpointStore:
         return os.path.join(self.directory, str(step))
 
     def save(self, step: int, state: Any, input_state: Any = None) -> None:
-        """Starts writing a checkpoint of ``state`` at ``step`` (finished in the background)."""
-        meta = {"step": int(step), "time": time.time(), "jax_version": jax.__version__}
+        """Starts writing a checkpoint of ``state`` at ``step`` (finished in the background).
+
+        ``input_state`` is this process's input position (JSON data or None).
+        Every process of the job must call ``save`` for the same steps: the
+        positions of all processes are gathered into the checkpoint.
+        """
+        states = gather_input_states(input_state)
+        meta = {"step": int(step), "time": time.time(), "jax_version": jax.__version__,
+                "num_processes": len(states)}
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
-                input=ocp.args.JsonSave({"iterator": input_state}),
+                input=ocp.args.JsonSave({"iterators": states}),
                 meta=ocp.args.JsonSave(meta),
             ),
             force=True,
         )
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
-        """Reads ``(state, input_state)`` of ``step``; ``abstract_state`` gives shapes and shardings."""
+        """Reads ``(state, this process's input_state)`` of ``step``.
+
+        ``abstract_state`` gives shapes, dtypes and shardings. Raises
+        ``CheckpointMismatchError`` when the saved state has other variables or
+        optimizer slots than ``abstract_state``.
+        """
         if step not in self.all_steps():
             raise CheckpointNotFoundError(
                 f"No complete checkpoint for step {step} in {self.directory}; "
                 f"available steps: {self.all_steps()}."
             )
+        self._check_structure(step, abstract_state)
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(
@@ -114,12 +151,46 @@ class CheckpointStore:
                 input=ocp.args.JsonRestore(),
             ),
         )
-        return restored["state"], (restored["input"] or {}).get("iterator")
+        return restored["state"], self._own_input_state(step, restored["input"])
 
     def restore_input(self, step: int) -> Any:
-        """Reads only the input iterator's state of ``step`` (None when the input had none)."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore()))
-        return (restored["input"] or {}).get("iterator")
+        """Reads this process's input iterator state of ``step``.
+
+        None when the input had no state, or when the checkpoint was written by
+        another number of processes (logged as a warning: the input restarts).
+        """
+        return self._own_input_state(step, self._read_input(step))
+
+    def restore_input_states(self, step: int) -> list[Any]:
+        """The input iterator states of all processes that wrote ``step``, by process index."""
+        return _input_states(self._read_input(step))
+
+    def _read_input(self, step: int) -> Any:
+        return self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore()))["input"]
+
+    def _own_input_state(self, step: int, saved: Any) -> Any:
+        states = _input_states(saved)
+        count, index = jax.process_count(), jax.process_index()
+        if len(states) == count:
+            return states[index]
+        if step in self._warned_steps:
+            return None
+        self._warned_steps.add(step)
+        log.warning(
+            "Checkpoint %s was written by %d processes, this job has %d: their input positions do not map "
+            "to this job's input shards, so the input starts from its beginning (data read before the "
+            "checkpoint may be read again; parameters and optimizer state resume as saved). "
+            "Run with %d processes to resume the input exactly.",
+            self.step_path(step), len(states), count, len(states))
+        return None
+
+    def _check_structure(self, step: int, abstract_state: Any) -> None:
+        metadata = self._manager.item_metadata(step)["state"]
+        saved = _leaf_specs(getattr(metadata, "tree", metadata))
+        wanted = _leaf_specs(abstract_state)
+        differences = _differences(saved, wanted)
+        if any(differences.values()):
+            raise CheckpointMismatchError(_mismatch_message(self.step_path(step), step, differences))
 
     def restore_arrays(self, step: int) -> Any:
         """Reads the state of ``step`` onto this process's first device, whatever topology wrote it.
@@ -142,3 +213,92 @@ class CheckpointStore:
     def close(self) -> None:
         """Finishes pending writes and releases the manager."""
         self._manager.close()
+
+
+def gather_input_states(input_state: Any) -> list[Any]:
+    """The input states of all processes, by process index; a collective every process must call.
+
+    Each process encodes its state as JSON bytes; the lengths, then the bytes
+    (padded to a power of two, so few shapes compile) are all-gathered as uint8
+    arrays with ``jax.experimental.multihost_utils.process_allgather``.
+    """
+    try:
+        encoded = json.dumps(input_state).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        raise InputStateError(
+            f"The input iterator's state() returned {type(input_state).__name__} that is not JSON data "
+            f"({error}); make state() return dicts/lists of str, int, float, bool or None."
+        ) from error
+    if jax.process_count() == 1:
+        return [json.loads(encoded)]
+    lengths = np.asarray(multihost_utils.process_allgather(np.array([len(encoded)], np.int32))).reshape(-1)
+    padded = np.zeros(max(256, 1 << int(lengths.max() - 1).bit_length()), np.uint8)
+    padded[:len(encoded)] = np.frombuffer(encoded, np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    return [json.loads(gathered[i, :n].tobytes()) for i, n in enumerate(lengths)]
+
+
+def _input_states(saved: Any) -> list[Any]:
+    """The per-process input states of a checkpoint's ``input`` item (both layouts)."""
+    saved = saved or {}
+    if "iterators" in saved:
+        return list(saved["iterators"])
+    return [saved.get("iterator")]  # single-process layout before per-process states
+
+
+def _path_name(path: Sequence[Any]) -> str:
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{"opt_state/0/mu/dnn/kernel": (shape, dtype)}`` of every array in a state or its orbax metadata.
+
+    Orbax stores named tuples as dicts and tuples as lists, and empty optimizer
+    states as None; paths are compared by their key names, which agree.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {_path_name(path): (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+            for path, leaf in leaves if hasattr(leaf, "shape")}
+
+
+def _differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Paths only in the checkpoint, only in the current state, and with another shape or dtype.
+
+    Variables come before optimizer slots, which mostly repeat them.
+    """
+    def order(keys):
+        return sorted(keys, key=lambda k: (k.startswith("opt_state/"), k))
+
+    return {
+        "in the checkpoint only": order(saved.keys() - wanted.keys()),
+        "not in the checkpoint": order(wanted.keys() - saved.keys()),
+        "other shape/dtype": [f"{k} {saved[k]} in the checkpoint, {wanted[k]} now"
+                              for k in order(saved.keys() & wanted.keys()) if saved[k] != wanted[k]],
+    }
+
+
+def _mismatch_message(path: str, step: int, differences: dict[str, list[str]]) -> str:
+    model_dir = os.path.dirname(os.path.dirname(path))
+    shown = "; ".join(f"{kind}: {', '.join(items[:4])}" + (f" and {len(items) - 4} more" if len(items) > 4 else "")
+                      for kind, items in differences.items() if items)
+    paths = [p.split(" ")[0] for items in differences.values() for p in items]
+    if all(p.startswith("opt_state/") for p in paths):
+        what = ("the optimizer state in the checkpoint does not match the current optimizer "
+                "(was the optimizer changed since this checkpoint was written?)")
+        fix = (f"To resume this model_dir, restore the original optimizer. To train with the new optimizer, "
+               f"start a new model_dir with warm_start_from={model_dir!r} (it copies the weights, not the "
+               "optimizer state).")
+    else:
+        what = "the model's variables in the checkpoint do not match the current model_fn (was the model changed?)"
+        fix = (f"To resume this model_dir, restore the original model. To start from its weights, use a new "
+               f"model_dir with warm_start_from={model_dir!r} (a WarmStartSettings can pick the variables "
+               "that still fit).")
+    return f"Cannot resume from checkpoint {path} (step {step}): {what}. Differences: {shown}. {fix}"

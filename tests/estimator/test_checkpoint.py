@@ -1,4 +1,5 @@
-"""Checkpoints: exact resume (also after SIGKILL), keep_checkpoint_max, incomplete checkpoints ignored."""
+"""Checkpoints: exact resume (also after SIGKILL), keep_checkpoint_max, incomplete checkpoints ignored,
+input positions per process, clear errors for a changed optimizer or model."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import sys
 import time
 
 import numpy as np
+import optax
 import pytest
 from _toy import VARIABLES, input_fn, model_fn, variables_of
 
-from estimator import Estimator, RunConfig
+from estimator import CheckpointMismatchError, Estimator, RunConfig
+from estimator.checkpoint import CheckpointStore
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARAMS = {"dropout": 0.25}  # the train rng must resume too
@@ -95,6 +98,52 @@ def test_a_partially_written_checkpoint_is_never_picked(tmp_path):
     assert est.evaluate(input_fn())["global_step"] == 10
     est.train(input_fn(n=40, batch_size=4, epochs=None), steps=2)
     assert est.get_variable_value("global_step") == 12
+
+
+def test_single_process_checkpoint_holds_one_input_position_and_reads_the_old_layout(tmp_path):
+    est = Estimator(model_fn, str(tmp_path)).train(input_fn(n=40, batch_size=4, epochs=None), max_steps=3)
+    store = CheckpointStore(est.model_dir, read_only=True)
+    assert store.restore_input_states(3) == [{"epoch": 0, "index": 12}]
+    assert store.restore_input(3) == {"epoch": 0, "index": 12}
+    # the layout before per-process positions: {"iterator": state}
+    assert store._own_input_state(3, {"iterator": {"epoch": 1, "index": 4}}) == {"epoch": 1, "index": 4}
+
+
+def test_a_checkpoint_of_another_process_count_restarts_the_input_with_a_warning(tmp_path, caplog):
+    store = CheckpointStore(str(tmp_path))
+    two_processes = {"iterators": [{"index": 8}, {"index": 12}]}
+    with caplog.at_level("WARNING", logger="estimator.checkpoint"):
+        assert store._own_input_state(4, two_processes) is None
+    assert "written by 2 processes, this job has 1" in caplog.text
+    assert "Run with 2 processes" in caplog.text
+
+
+def test_resuming_with_another_optimizer_is_a_clear_error(tmp_path):
+    old_dir, new_dir = str(tmp_path / "adam"), str(tmp_path / "momentum")
+    data = input_fn(n=40, batch_size=4, epochs=None)
+    Estimator(model_fn, old_dir).train(data, max_steps=2)  # adam
+    momentum = {"optimizer": optax.sgd(0.01, momentum=0.9)}
+    with pytest.raises(CheckpointMismatchError) as raised:
+        Estimator(model_fn, old_dir, params=momentum).train(data, max_steps=4)
+    message = str(raised.value)
+    assert os.path.join(old_dir, "checkpoints", "2") in message and "(step 2)" in message
+    assert "optimizer state in the checkpoint does not match the current optimizer" in message
+    assert "in the checkpoint only: opt_state/0/count, opt_state/0/mu/dnn/hiddenlayer_0/bias" in message
+    assert "not in the checkpoint: opt_state/0/trace/dnn/hiddenlayer_0/bias" in message
+    assert f"warm_start_from={old_dir!r}" in message and "restore the original optimizer" in message
+    assert _steps_on_disk(old_dir) == [2]  # nothing saved is lost
+
+    # what the message advises: a new model_dir warm-started from the old weights
+    est = Estimator(model_fn, new_dir, params=momentum, warm_start_from=old_dir).train(data, max_steps=1)
+    assert est.get_variable_value("global_step") == 1
+
+
+def test_resuming_a_changed_model_names_the_variables(tmp_path):
+    data = input_fn(n=40, batch_size=4, epochs=None)
+    Estimator(model_fn, str(tmp_path)).train(data, max_steps=1)
+    with pytest.raises(CheckpointMismatchError, match=r"model's variables .* do not match the current model_fn"
+                       r".*not in the checkpoint: params/dnn/hidden/bias, params/dnn/hidden/kernel"):
+        Estimator(model_fn, str(tmp_path), params={"hidden_name": "hidden"}).train(data, max_steps=2)
 
 
 @pytest.mark.slow
