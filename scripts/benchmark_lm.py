@@ -30,8 +30,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from _bench import SpanTimer
 
-from estimator import Hook, ModeKeys, RunConfig, nn
+from estimator import ModeKeys, RunConfig, nn
 from models import transformer_lm as lm
 
 # Dense peak TFLOP/s by device-kind substring and compute dtype (vendor datasheets, SXM parts).
@@ -65,24 +66,6 @@ def peak_tflops(dtype: str, given: float | None) -> tuple[float, str]:
     return measured_matmul_tflops(dtype), f"measured {dtype} matmul on {kind}"
 
 
-class _Timer(Hook):
-    """Times Estimator.train from the end of the call reaching ``start_step`` to the last call."""
-
-    def __init__(self, start_step: int, last_step: int):
-        self.start_step, self.last_step = start_step, last_step
-        self.t0 = self.t1 = None
-        self.loss = None
-
-    def after_run(self, run_context, values):
-        """Waits for the device at the two ends of the timed span."""
-        if self.t0 is None and values.step >= self.start_step:
-            float(values.loss)
-            self.t0 = time.perf_counter()
-        elif values.step >= self.last_step:
-            self.loss = float(values.loss)
-            self.t1 = time.perf_counter()
-
-
 def estimator_run(model: lm.ModelParams, data: lm.DataParams, warm: int, steps: int,
                   steps_per_loop: int) -> tuple[float, float]:
     """(seconds for ``steps`` steps, last loss) of Estimator.train."""
@@ -90,9 +73,9 @@ def estimator_run(model: lm.ModelParams, data: lm.DataParams, warm: int, steps: 
         config = RunConfig(model_dir=folder, steps_per_loop=steps_per_loop, save_summary_steps=10**9,
                            log_step_count_steps=10**9, save_checkpoints_steps=10**9)
         est = lm.build_estimator(model, data, config)
-        timer = _Timer(warm, warm + steps)
+        timer = SpanTimer(warm, warm + steps)
         est.train(lm.input_fn(data, ModeKeys.TRAIN), hooks=[timer], max_steps=warm + steps)
-    return timer.t1 - timer.t0, timer.loss
+    return timer.seconds, timer.loss
 
 
 def hand_written_run(model: lm.ModelParams, data: lm.DataParams, warm: int, steps: int) -> tuple[float, float, Any]:
