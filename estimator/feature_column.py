@@ -33,9 +33,10 @@ entries of raw keys are treated as missing (TensorFlow would hash them).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ from estimator._fingerprint import fingerprint64, fingerprint_cat64
 
 __all__ = [
     "BucketizedColumn", "CategoricalColumn", "CrossedColumn", "DenseColumn", "EmbeddingColumn",
-    "FeatureColumn", "FeatureColumnError", "HashedCategoricalColumn", "IdentityCategoricalColumn",
+    "FeatureColumn", "FeatureColumnError", "HashedCategoricalColumn", "HostTransform", "IdentityCategoricalColumn",
     "IndicatorColumn", "NumericColumn", "VocabularyCategoricalColumn", "WeightedCategoricalColumn",
     "apply_preprocessing", "bucketized_column", "categorical_column_with_hash_bucket",
     "categorical_column_with_identity", "categorical_column_with_vocabulary_file",
@@ -282,11 +283,15 @@ class BucketizedColumn(DenseColumn, CategoricalColumn):
     def dim(self) -> int:
         return self.num_buckets
 
+    @functools.cached_property
+    def _boundaries_f32(self) -> np.ndarray:
+        return np.asarray(self.boundaries, np.float32)
+
     def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
         # Same float32 comparison as the device side, so host and device agree exactly.
         x = _as_2d(_get(features, self.source_column.key, self)).astype(np.float32)
-        ids = np.searchsorted(np.asarray(self.boundaries, np.float32), x, side="right")
-        return ids + self._per_dim * np.arange(x.shape[1])
+        ids = self._boundaries_f32.searchsorted(x, side="right")
+        return ids if x.shape[1] == 1 else ids + self._per_dim * np.arange(x.shape[1])
 
     def device_ids(self, features: Mapping[str, Any]) -> tuple[jax.Array, jax.Array | None]:
         x = self.source_column.values(features)
@@ -518,20 +523,26 @@ class CrossedColumn(CategoricalColumn):
     def num_buckets(self) -> int:
         return self.hash_bucket_size
 
-    def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
+    def _ordered_leaves(self) -> list[Any]:
+        """The crossed inputs in hashing order: categorical columns first, then raw keys."""
         leaves = self._leaves()
-        ordered = [k for k in leaves if not isinstance(k, str)] + [k for k in leaves if isinstance(k, str)]
+        return [k for k in leaves if not isinstance(k, str)] + [k for k in leaves if isinstance(k, str)]
+
+    def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
+        ordered = self._ordered_leaves()
+        return self._cross_ids(features, [None if isinstance(k, str) else k.host_ids(features) for k in ordered])
+
+    def _cross_ids(self, features: Mapping[str, Any], leaf_ids: Sequence[np.ndarray | None]) -> np.ndarray:
+        """Ids of the cross; ``leaf_ids[i]`` are the ids of ``_ordered_leaves()[i]`` (None: a raw key)."""
         parts = []
-        for leaf in ordered:
-            if isinstance(leaf, str):
+        for leaf, vals in zip(self._ordered_leaves(), leaf_ids, strict=True):
+            if vals is None:
                 raw = _as_2d(_get(features, leaf, self))
                 if _is_string(raw):
                     text = _as_str(raw, self)
                     parts.append((fingerprint64(text), text != ""))
                     continue
                 vals = _as_int(raw, self)
-            else:
-                vals = leaf.host_ids(features)
             parts.append((vals.astype(np.uint64), vals != -1))
         batch = parts[0][0].shape[0]
         hashed = np.full((batch, 1), np.uint64(DEFAULT_HASH_KEY if self.hash_key is None else self.hash_key))
@@ -718,31 +729,128 @@ def transform_features(features: Mapping[str, Any], columns: Iterable[FeatureCol
     int32); string features are dropped once turned into ids; each host-side
     categorical column adds int32 ids ``"<name>__ids"`` of shape ``[batch, n]``
     (``-1`` = missing). A numeric column with a ``default_value`` whose key is
-    absent is filled with it.
+    absent is filled with it. For many batches, :class:`HostTransform` does the
+    same with the per-column work prepared once.
     """
-    columns = list(columns)
-    out: dict[str, np.ndarray] = {}
-    batch = None
-    for key, value in features.items():
-        arr = np.asarray(value)
-        batch = arr.shape[0] if arr.ndim and batch is None else batch
-        if _is_string(arr):
-            continue
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
-        elif arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
-            arr = arr.astype(np.int32)
-        out[key] = arr
-    for column in _walk(columns):
-        if isinstance(column, NumericColumn) and column.key not in out and column.default_value is not None:
-            if batch is None:
-                raise FeatureColumnError(f"cannot fill {column.key!r}: the batch has no features.")
-            fill = np.broadcast_to(np.asarray(column.default_value, np.float32), column.shape)
-            out[column.key] = np.broadcast_to(fill, (batch, *column.shape)).copy()
-    filled = {**features, **{k: v for k, v in out.items() if k not in features}}
-    for column in _host_columns(columns):
-        out[column.name + IDS_SUFFIX] = column.host_ids(filled).astype(np.int32)
-    return out
+    return HostTransform(columns, cross_tables=False)(features)
+
+
+MAX_CROSS_TABLE = 1 << 18  # combinations of a cross whose ids HostTransform tabulates (int64: 2 MiB)
+
+
+class HostTransform:
+    """``transform_features`` for fixed ``columns``, prepared once and applied to many batches.
+
+    Per batch it computes each categorical column's ids once, also where several
+    crosses share it. With ``cross_tables``, a cross of categorical columns with at
+    most ``MAX_CROSS_TABLE`` id combinations gets its ids from a table filled at
+    construction by the same hashing, so the ids are equal and a batch costs a
+    lookup instead of a chain of ``FingerprintCat64`` calls (the export loader and
+    the model server use this).
+    """
+
+    def __init__(self, columns: Iterable[FeatureColumn], cross_tables: bool = True):
+        columns = list(columns)
+        self._fills = [c for c in _walk(columns) if isinstance(c, NumericColumn) and c.default_value is not None]
+        self._host = _host_columns(columns)
+        self._leaves: list[CategoricalColumn] = []  # distinct columns whose ids a batch needs
+        self._plan = []  # per host column: (ids name, column, its leaves' indices (None: raw key), cross table)
+        for column in self._host:
+            if isinstance(column, CrossedColumn):
+                ordered = column._ordered_leaves()
+                index = [None if isinstance(k, str) else self._leaf_index(k) for k in ordered]
+                table = _cross_table(column, ordered) if cross_tables else None
+                self._plan.append((column.name + IDS_SUFFIX, column, index, table))
+            else:
+                self._plan.append((column.name + IDS_SUFFIX, column, [self._leaf_index(column)], None))
+
+    def _leaf_index(self, column: CategoricalColumn) -> int:
+        for i, known in enumerate(self._leaves):
+            if known == column:
+                return i
+        self._leaves.append(column)
+        return len(self._leaves) - 1
+
+    def __call__(self, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The model's features for one batch of raw ``features`` (see ``transform_features``)."""
+        out: dict[str, np.ndarray] = {}
+        batch = None
+        for key, value in features.items():
+            arr = np.asarray(value)
+            batch = arr.shape[0] if arr.ndim and batch is None else batch
+            if _is_string(arr):
+                continue
+            if arr.dtype == np.float64:
+                arr = arr.astype(np.float32)
+            elif arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+                arr = arr.astype(np.int32)
+            out[key] = arr
+        for column in self._fills:
+            if column.key not in out:
+                if batch is None:
+                    raise FeatureColumnError(f"cannot fill {column.key!r}: the batch has no features.")
+                fill = np.broadcast_to(np.asarray(column.default_value, np.float32), column.shape)
+                out[column.key] = np.broadcast_to(fill, (batch, *column.shape)).copy()
+        filled = {**features, **{k: v for k, v in out.items() if k not in features}}
+        leaf_ids: list[np.ndarray | None] = [None] * len(self._leaves)
+
+        def ids_of(i: int) -> np.ndarray:
+            if leaf_ids[i] is None:
+                leaf_ids[i] = self._leaves[i].host_ids(filled)
+            return leaf_ids[i]
+
+        for name, column, index, table in self._plan:
+            parts = [None if i is None else ids_of(i) for i in index]
+            if not isinstance(column, CrossedColumn):
+                ids = parts[0]
+            elif table is None:
+                ids = column._cross_ids(filled, parts)
+            else:
+                ids = _lookup(table, parts)
+            out[name] = ids.astype(np.int32)
+        return out
+
+
+class _CrossTable(NamedTuple):
+    ids: np.ndarray  # the cross's id for every combination of leaf ids -1..size-1, C order
+    sizes: tuple[int, ...]  # num_buckets of each leaf
+    offset: int  # flat position of the combination (0, ..., 0)
+
+
+def _ids_in_range(column: CategoricalColumn) -> bool:
+    """Whether ``column.host_ids`` gives ids in ``[-1, num_buckets)`` whatever the input."""
+    if isinstance(column, BucketizedColumn | HashedCategoricalColumn):
+        return True
+    if isinstance(column, IdentityCategoricalColumn):
+        return column.default_value is None or 0 <= column.default_value < column.num_buckets
+    if isinstance(column, VocabularyCategoricalColumn):
+        return -1 <= column.default_value < column.num_buckets
+    return False
+
+
+def _cross_table(column: CrossedColumn, ordered: list[Any]) -> _CrossTable | None:
+    """Every id of a cross of categorical columns with few combinations, or None."""
+    if not all(isinstance(k, CategoricalColumn) and _ids_in_range(k) for k in ordered):
+        return None
+    sizes = tuple(k.num_buckets for k in ordered)
+    if math.prod(s + 1 for s in sizes) > MAX_CROSS_TABLE:
+        return None
+    grid = np.indices([s + 1 for s in sizes]).reshape(len(sizes), -1, 1) - 1  # one example per combination
+    strides = np.cumprod([1] + [s + 1 for s in sizes[:0:-1]])[::-1]
+    return _CrossTable(column._cross_ids({}, list(grid))[:, 0], sizes, int(strides.sum()))
+
+
+def _lookup(table: _CrossTable, leaf_ids: list[np.ndarray]) -> np.ndarray:
+    """The cross's ids from its table: the flat index of each example's combination of leaf ids."""
+    batch, k = leaf_ids[0].shape[0], len(leaf_ids)
+    width = math.prod(ids.shape[1] for ids in leaf_ids)
+    multivalent = width != 1  # then every combination of an example's ids
+    flat = None
+    for i, (ids, size) in enumerate(zip(leaf_ids, table.sizes, strict=True)):
+        if multivalent:
+            ids = ids.reshape((batch,) + (1,) * i + (ids.shape[1],) + (1,) * (k - 1 - i))
+        flat = ids if flat is None else flat * (size + 1) + ids
+    return table.ids[flat + table.offset].reshape(batch, width)
 
 
 def columns_to_config(columns: Iterable[FeatureColumn]) -> list[dict[str, Any]]:
@@ -799,8 +907,7 @@ def host_transform_from_json(description: Mapping[str, Any]) -> Callable[[Mappin
     if "feature_columns" not in description:
         raise FeatureColumnError(
             f"preprocessing description has no 'feature_columns' (keys: {sorted(description)}).")
-    columns = columns_from_config(description["feature_columns"])
-    return lambda features: transform_features(features, columns)
+    return HostTransform(columns_from_config(description["feature_columns"]))
 
 
 # ----------------------------------------------------------------------------- device layers

@@ -219,6 +219,45 @@ def test_config_round_trip_gives_equal_columns_and_ids():
         assert a.keys() == other.keys() and all(np.array_equal(a[k], other[k]) for k in a)
 
 
+def _cross_hash(ids, size):
+    h = np.uint64(fc.DEFAULT_HASH_KEY)
+    for i in ids:
+        h = fingerprint_cat64(h, np.uint64(i))
+    return int(h) % size
+
+
+def test_host_transform_gives_the_hashed_ids_of_a_cross_of_columns():
+    xy = fc.bucketized_column(fc.numeric_column("xy", shape=2), [0.0, 0.5])  # 2 ids per example: 0..2, 3..5
+    day = fc.categorical_column_with_vocabulary_list("day", ["Sun", "Mon"], num_oov_buckets=1)
+    cross = fc.crossed_column([xy, day], 1000)
+    raw = {"xy": np.array([[-1.0, 0.7], [0.2, 0.2], [0.9, -3.0]], np.float32), "day": np.array(["Mon", "", "Fri"])}
+    ids = fc.HostTransform([cross])(raw)["day_X_xy_bucketized__ids"]
+    xy_ids = np.searchsorted([0.0, 0.5], raw["xy"], side="right") + [0, 3]
+    day_ids = [1, -1, 2]  # "Fri": the only OOV bucket
+    expected = [[-1 if d == -1 else _cross_hash([x, d], 1000) for x in row] for row, d in zip(xy_ids, day_ids, strict=True)]
+    np.testing.assert_array_equal(ids, expected)
+
+
+def test_host_transform_equals_transform_features():
+    color = fc.categorical_column_with_vocabulary_list("color", ["red", "green", "blue"], num_oov_buckets=2)
+    word = fc.categorical_column_with_hash_bucket("word", 20)
+    ident = fc.categorical_column_with_identity("n", 6, default_value=0)
+    xy = fc.bucketized_column(fc.numeric_column("xy", shape=2), [0.0, 0.5])
+    odd = fc.VocabularyCategoricalColumn("color", ("red", "green"), default_value=9)  # id out of range
+    cols = [fc.crossed_column([color, word], 97), fc.crossed_column([fc.crossed_column([color, ident], 40), xy], 400),
+            fc.crossed_column(["word", "n", xy], 31, hash_key=7), fc.crossed_column([xy, xy], 20),
+            fc.crossed_column([odd, ident], 50), fc.indicator_column(color), fc.embedding_column(word, 2)]
+    rng = np.random.default_rng(0)
+    raw = {"color": rng.choice(["red", "green", "blue", "pink", ""], (64, 2)),
+           "word": rng.choice(["x", "yy", "", "z" * 70], (64, 3)), "n": rng.integers(-1, 9, 64),
+           "xy": rng.uniform(-1, 1, (64, 2)).astype(np.float32)}
+    transform = fc.HostTransform(cols)
+    for rows in (slice(0, 1), slice(0, 64)):
+        batch = {k: v[rows] for k, v in raw.items()}
+        a, b = fc.transform_features(batch, cols), transform(batch)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+
+
 def test_gradients_flow_into_embeddings_under_jit():
     col = fc.embedding_column(fc.categorical_column_with_identity("i", 3), 2)
     feats = fc.transform_features({"i": np.array([0, 2])}, [col])
