@@ -1,55 +1,115 @@
-"""2 processes x 2 fake CPU devices train like 1 process x 4 devices on the same global batches."""
+"""Multi-process training of the taxi model (scripts/launch_local.py, fake CPU devices).
+
+* 2 processes x 2 devices, each reading its own file shard, train like 1 process
+  x 4 devices reading both shards into the same global batches.
+* A 2-process run killed mid-way and restarted ends exactly like an
+  uninterrupted one: every process resumes its own input position.
+"""
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
+from estimator.checkpoint import CheckpointStore
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-JOB = os.path.join(ROOT, "tests", "estimator", "_multiprocess_job.py")
+JOB = os.path.join(ROOT, "tests", "estimator", "_taxi_job.py")
 LAUNCHER = os.path.join(ROOT, "scripts", "launch_local.py")
-STEPS = 6
+STEPS = 8
+KILL_AT = 5  # after the checkpoint of step 2 is complete (a save waits for the previous one)
 
 
-def _train(model_dir: str, num_processes: int, devices_per_process: int) -> str:
+def _launch(model_dir: str, data_glob: str, num_processes: int, devices_per_process: int,
+            kill_at: int | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(
-        [sys.executable, LAUNCHER, "--num_processes", str(num_processes), "--devices_per_process",
-         str(devices_per_process), "--", sys.executable, JOB, model_dir, str(STEPS)],
-        capture_output=True, text=True, timeout=240, env=env)
+    command = [sys.executable, LAUNCHER, "--num_processes", str(num_processes), "--devices_per_process",
+               str(devices_per_process), "--grace_secs", "1", "--", sys.executable, JOB, model_dir, data_glob,
+               str(STEPS)] + ([] if kill_at is None else [str(kill_at)])
+    return subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
+
+
+def _train(model_dir: str, data_glob: str, num_processes: int, devices_per_process: int) -> str:
+    result = _launch(model_dir, data_glob, num_processes, devices_per_process)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
-def _variables(model_dir: str) -> dict[str, np.ndarray]:
-    from _multiprocess_job import model_fn
+def _steps_on_disk(model_dir: str) -> list[int]:
+    return sorted(int(name) for name in os.listdir(os.path.join(model_dir, "checkpoints")) if name.isdigit())
 
-    from estimator import Estimator
 
-    est = Estimator(model_fn, model_dir=model_dir)
-    return {name: est.get_variable_value(name) for name in est.get_variable_names()}
+def _state(model_dir: str, step: int) -> dict[str, np.ndarray]:
+    """Every array of the training state at ``step`` (params, optimizer slots, step, rng) by path."""
+    state = CheckpointStore(model_dir, read_only=True).restore_arrays(step)
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+@pytest.fixture(scope="module")
+def taxi_files(tmp_path_factory) -> str:
+    """4 CSV shards x 200 rows of synthetic taxi trips; returns their glob."""
+    spec = importlib.util.spec_from_file_location("make_taxi_data", os.path.join(ROOT, "scripts", "make_taxi_data.py"))
+    make_taxi_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_taxi_data)
+    folder = tmp_path_factory.mktemp("taxi")
+    make_taxi_data.write_taxi_shards(str(folder), rows=800, shards=4, seed=1)
+    return str(folder / "*.csv")
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory, taxi_files) -> tuple[str, str]:
+    """An uninterrupted run of 2 processes x 2 devices: (model_dir, its output)."""
+    model_dir = str(tmp_path_factory.mktemp("two") / "model")
+    return model_dir, _train(model_dir, taxi_files, num_processes=2, devices_per_process=2)
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path):
-    two, one = str(tmp_path / "two"), str(tmp_path / "one")
-    out = _train(two, num_processes=2, devices_per_process=2)
+def test_two_processes_match_one_process_on_the_same_global_batches(tmp_path, taxi_files, two_process_run):
+    two, out = two_process_run
     assert "[p0] process 0 of 2, devices 4" in out and "[p1] process 1 of 2, devices 4" in out
     assert "[p0] done" in out and "[p1] done" in out
-    out = _train(one, num_processes=1, devices_per_process=4)
+    one = str(tmp_path / "one")
+    out = _train(one, taxi_files, num_processes=1, devices_per_process=4)
     assert "[p0] process 0 of 1, devices 4" in out
 
-    got, want = _variables(two), _variables(one)
-    assert sorted(got) == sorted(want) == ["global_step", "hidden/bias", "hidden/kernel", "out/bias", "out/kernel"]
-    assert int(got["global_step"]) == STEPS
-    for name in want:
+    got, want = _state(two, STEPS), _state(one, STEPS)
+    params = sorted(k for k in want if k.startswith("['params']"))
+    assert len(params) > 10 and sorted(got) == sorted(want)
+    assert int(got["['step']"]) == STEPS
+    for name in params:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
-    steps = sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(two, "checkpoints", "[0-9]*")))
-    assert steps == [STEPS // 2, STEPS]
+    assert _steps_on_disk(two) == [2, 4, 6, 8]
     # Summaries come from process 0 only: one event file.
     assert len(glob.glob(os.path.join(two, "events.out.tfevents.*"))) == 1
+    # Each process saved its own input position; the single process saved both pipelines'.
+    two_positions = CheckpointStore(two, read_only=True).restore_input_states(STEPS)
+    (one_position,) = CheckpointStore(one, read_only=True).restore_input_states(STEPS)
+    assert two_positions == one_position["pipelines"]
+    assert two_positions[0] != two_positions[1]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_every_process_at_its_own_input_position(tmp_path, taxi_files, two_process_run):
+    straight, _ = two_process_run
+    killed = str(tmp_path / "killed")
+    crash = _launch(killed, taxi_files, num_processes=2, devices_per_process=2, kill_at=KILL_AT)
+    assert crash.returncode != 0 and f"[p1] killing process 1 at step {KILL_AT}" in crash.stdout, crash.stdout[-3000:]
+    resumed_from = _steps_on_disk(killed)[-1]
+    assert 2 <= resumed_from < KILL_AT
+
+    out = _train(killed, taxi_files, num_processes=2, devices_per_process=2)
+    assert "[p0] done" in out and "[p1] done" in out
+    got, want = _state(killed, STEPS), _state(straight, STEPS)
+    assert sorted(got) == sorted(want)
+    for name in want:  # parameters, optimizer slots, step and rng: bit for bit
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert (CheckpointStore(killed, read_only=True).restore_input_states(STEPS)
+            == CheckpointStore(straight, read_only=True).restore_input_states(STEPS))
