@@ -92,6 +92,10 @@ def gather_columns(
     batch_size)`` with the values still as given (see :func:`convert_columns`). Raises
     PredictorInputError naming the feature (and example) that is wrong.
     """
+    if type(features) is list and len(features) == 1:  # the common single-example request
+        row = features[0]
+        if type(row) is dict and row.keys() == inputs.keys():
+            return {n: [row[n]] for n in inputs}, 1
     names = list(inputs)
     if isinstance(features, dict | Mapping):
         columns = features
@@ -103,10 +107,7 @@ def gather_columns(
             for i, row in enumerate(features):
                 if row.keys() != keys:
                     _check_names(names, row.keys(), where=f" in example {i}")
-            if len(features) == 1:  # the common single-example request
-                columns = {n: [v] for n, v in features[0].items()}
-            else:
-                columns = {n: [row[n] for row in features] for n in names}
+            columns = {n: [row[n] for row in features] for n in names}
         elif len(names) == 1 and not any(isinstance(r, Mapping) for r in features):
             columns = {names[0]: features}
         else:

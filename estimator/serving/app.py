@@ -32,6 +32,7 @@ from estimator.serving._rest import ServingError
 from estimator.serving._versions import ServedVersion, VersionManager
 
 log = logging.getLogger("estimator.serving")
+_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:(?P<meta>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
@@ -139,7 +140,7 @@ class _Server:
             log.exception("Request to %s failed.", path)
             payload = {"error": f"Internal error: {type(e).__name__}: {e}"}
         self.metrics.observe_request(api, status, time.perf_counter() - start)
-        return status, json.dumps(payload, separators=(",", ":")).encode()
+        return status, _JSON.encode(payload).encode()
 
     async def models(self, request: Request) -> Response:
         status, content = await self.answer(
