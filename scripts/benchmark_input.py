@@ -1,18 +1,25 @@
 #!/usr/bin/env python
-"""Input benchmark: our CSV pipeline against pandas and numpy on generated taxi shards.
+"""Input benchmark: our CSV pipeline against pandas and numpy on generated taxi shards, then
+training from those shards against a hand-written step over the same data in memory.
 
     python scripts/benchmark_input.py --rows 2000000 --shards 20 [--dir DIR] [--batch-size 512]
 
 Each method runs in its own child process over the same files, so its peak RSS is its own
-(measured from outside with `os.wait4`'s resource usage):
+(measured from outside with `os.wait4`'s resource usage). Reading:
 
 - pipeline:       `make_csv_dataset` (parse + shuffle 10k rows + batch 512 into float32 arrays)
 - pandas_chunks:  `pandas.read_csv(chunksize=65536)`: the bare parse, no shuffle/batches/state
 - numpy_loadtxt:  `numpy.loadtxt` of the numeric columns, one file at a time
 - pyarrow_whole:  `pyarrow.csv.read_csv` of each whole shard (the parser's ceiling)
 
-Functions (`generate_shards`, `run_method`, `input_benchmarks`, `format_table`) are importable
-so the training half of the benchmark can be added next to them.
+Training the taxi MLP (7 -> 64 -> 32 -> 1 over the five raw columns plus latdiff and londiff,
+Adam, batch 512), examples/sec from the end of a warm-up (compilation) to the last step:
+
+- train_in_memory:  a hand-written `jax.jit` step over the shards loaded into memory first
+                    (shuffled once, sliced into numpy batches passed to the jitted step)
+- train_in_memory_scan: the same with `lax.scan` over 50 stacked batches per call
+- train_from_csv:   `Estimator.train(make_csv_dataset(...))`, steps_per_loop 50: parsing,
+                    shuffling and batching run in the background while the device trains
 """
 
 from __future__ import annotations
@@ -82,12 +89,132 @@ def _pyarrow_whole(pattern: str, batch_size: int) -> int:
     return sum(pacsv.read_csv(f, read_options=options).num_rows for f in sorted(glob.glob(pattern)))
 
 
-METHODS: dict[str, Callable[[str, int], int]] = {
+READ_METHODS: dict[str, Callable[[str, int], int]] = {
     "pipeline": _pipeline,
     "pandas_chunks": _pandas_chunks,
     "numpy_loadtxt": _numpy_loadtxt,
     "pyarrow_whole": _pyarrow_whole,
 }
+
+WARM_STEPS, SCAN = 100, 50
+
+
+def taxi_mlp_fn(features, labels, mode):
+    """The benchmark's taxi model: an MLP over the raw columns plus the coordinate differences."""
+    import jax.numpy as jnp
+    import optax
+
+    from estimator import EstimatorSpec, ModeKeys, nn
+
+    columns = [features[c] for c in NUMERIC[1:]]
+    columns += [features["pickuplat"] - features["dropofflat"], features["pickuplon"] - features["dropofflon"]]
+    h = nn.Dense(64, activation="relu", name="hidden_0")(jnp.stack(columns, axis=1))
+    h = nn.Dense(32, activation="relu", name="hidden_1")(h)
+    fare = nn.Dense(1, name="fare")(h)[:, 0]
+    if mode == ModeKeys.PREDICT:
+        return EstimatorSpec(mode, predictions={"fare": fare})
+    return EstimatorSpec(mode, loss=jnp.mean((fare - labels) ** 2), optimizer=optax.adam(1e-3))
+
+
+def _csv_input_fn(pattern: str, batch_size: int):
+    from input_pipelines import make_csv_dataset
+
+    return lambda: make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
+                                    column_defaults=[0.0] * 6, select_columns=NUMERIC,
+                                    label_name="fare_amount", header=False, seed=0)
+
+
+def _train_from_csv(pattern: str, batch_size: int, steps: int) -> float:
+    import logging
+
+    from _bench import SpanTimer
+
+    from estimator import Estimator, RunConfig
+
+    logging.getLogger("estimator").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as model_dir:
+        config = RunConfig(model_dir=model_dir, steps_per_loop=SCAN, save_checkpoints_steps=10**9,
+                           save_summary_steps=10**9, log_step_count_steps=10**9)
+        timer = SpanTimer(WARM_STEPS, WARM_STEPS + steps)
+        Estimator(taxi_mlp_fn, config=config).train(_csv_input_fn(pattern, batch_size), hooks=[timer],
+                                                     max_steps=WARM_STEPS + steps)
+    return timer.seconds
+
+
+def _in_memory_batches(pattern: str, batch_size: int, steps: int) -> tuple[dict, Any]:
+    """All rows of the shards as float32 arrays, shuffled once and cut into ``[batches, batch]``."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+
+    options = pacsv.ReadOptions(column_names=COURSE_COLUMNS)
+    convert = pacsv.ConvertOptions(include_columns=NUMERIC)
+    tables = [pacsv.read_csv(f, read_options=options, convert_options=convert) for f in sorted(glob.glob(pattern))]
+    columns = {c: np.concatenate([t[c].to_numpy() for t in tables]).astype(np.float32) for c in NUMERIC}
+    order = np.random.default_rng(0).permutation(len(columns["fare_amount"]))
+    n = len(order) // batch_size
+    if n < WARM_STEPS + steps:
+        raise SystemExit(f"error: {n} batches of {batch_size} in {pattern}, need {WARM_STEPS + steps}; "
+                         "use more --rows or fewer --train-steps")
+    cut = {c: v[order[:n * batch_size]].reshape(n, batch_size) for c, v in columns.items()}
+    labels = cut.pop("fare_amount")
+    return cut, labels
+
+
+def _hand_written_step():
+    import jax
+    import optax
+
+    from estimator import ModeKeys, nn
+
+    model = nn.transform(lambda f, y: taxi_mlp_fn(f, y, ModeKeys.TRAIN).loss)
+    opt = optax.adam(1e-3)
+
+    def step(params, opt_state, features, labels):
+        loss, grads = jax.value_and_grad(lambda p: model.apply(p, {}, None, features, labels)[0])(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return model, opt, step
+
+
+def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -> float:
+    import jax
+
+    features, labels = _in_memory_batches(pattern, batch_size, steps)
+    model, opt, step = _hand_written_step()
+    params, _ = model.init(jax.random.PRNGKey(0), {c: v[0] for c, v in features.items()}, labels[0])
+    opt_state = opt.init(params)
+    if scan > 1:
+        def many(params, opt_state, fs, ys):
+            def body(carry, batch):
+                p, o, loss = step(*carry, *batch)
+                return (p, o), loss
+            (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (fs, ys))
+            return params, opt_state, losses[-1]
+        fn = jax.jit(many, donate_argnums=(0, 1))
+    else:
+        fn = jax.jit(step, donate_argnums=(0, 1))
+
+    def run(first: int, count: int):
+        nonlocal params, opt_state
+        for i in range(first, first + count, scan):
+            window = slice(i, i + scan) if scan > 1 else i
+            params, opt_state, loss = fn(params, opt_state, {c: v[window] for c, v in features.items()},
+                                         labels[window])
+        return float(loss)  # waits for the device
+
+    run(0, WARM_STEPS)
+    start = time.perf_counter()
+    run(WARM_STEPS, steps)
+    return time.perf_counter() - start
+
+
+TRAIN_METHODS: dict[str, Callable[[str, int, int], float]] = {
+    "train_in_memory": _train_in_memory,
+    "train_in_memory_scan": lambda pattern, batch, steps: _train_in_memory(pattern, batch, steps, SCAN),
+    "train_from_csv": _train_from_csv,
+}
+METHODS = [*READ_METHODS, *TRAIN_METHODS]
 
 
 def run_child(args: Sequence[str]) -> tuple[dict[str, Any], float, float]:
@@ -103,10 +230,10 @@ def run_child(args: Sequence[str]) -> tuple[dict[str, Any], float, float]:
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024, cpu
 
 
-def run_method(method: str, pattern: str, batch_size: int = 512) -> dict[str, Any]:
+def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: int = 2000) -> dict[str, Any]:
     """Time one method in a child process: rows, seconds, rows/s and peak RSS (MB)."""
     result, rss, _ = run_child([os.path.abspath(__file__), "--child", method, "--pattern", pattern,
-                                "--batch-size", str(batch_size)])
+                                "--batch-size", str(batch_size), "--train-steps", str(train_steps)])
     result["peak_rss_mb"] = rss
     return result
 
@@ -115,29 +242,36 @@ _IMPORTS = {"pipeline": "input_pipelines", "pandas_chunks": "pandas", "numpy_loa
             "pyarrow_whole": "pyarrow.csv"}
 
 
-def _child(method: str, pattern: str, batch_size: int) -> None:
-    __import__(_IMPORTS[method])  # library import time is not part of the measurement
-    start, cpu = time.perf_counter(), time.process_time()
-    rows = METHODS[method](pattern, batch_size)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None:
+    if method in TRAIN_METHODS:
+        seconds, cpu = TRAIN_METHODS[method](pattern, batch_size, train_steps), float("nan")
+        rows = train_steps * batch_size
+    else:
+        __import__(_IMPORTS[method])  # library import time is not part of the measurement
+        start, cpu = time.perf_counter(), time.process_time()
+        rows = READ_METHODS[method](pattern, batch_size)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"method": method, "rows": rows, "seconds": seconds, "cpu_seconds": cpu,
                       "rows_per_sec": rows / seconds}))
 
 
-def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str] = tuple(METHODS)) -> list[dict[str, Any]]:
-    """All input methods over the same files, one child process each."""
-    return [run_method(m, pattern, batch_size) for m in methods]
+def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str] = tuple(METHODS),
+                     train_steps: int = 2000) -> list[dict[str, Any]]:
+    """All methods over the same files, one child process each."""
+    return [run_method(m, pattern, batch_size, train_steps) for m in methods]
 
 
 def format_table(results: list[dict[str, Any]], reference: str = "pandas_chunks") -> str:
-    """A fixed-width table with rows/s relative to `reference`."""
-    ref = next((r["rows_per_sec"] for r in results if r["method"] == reference), None)
-    lines = [f"{'method':<16}{'rows':>10}{'seconds':>9}{'cpu s':>7}{'rows/s':>9}"
-             f"{'vs ' + reference:>19}{'peak RSS MB':>13}"]
+    """A fixed-width table with rows/s relative to `reference` (training rows: to train_in_memory)."""
+    refs = {kind: next((r["rows_per_sec"] for r in results if r["method"] == name), None)
+            for kind, name in (("read", reference), ("train", "train_in_memory"))}
+    lines = [f"{'method':<22}{'rows':>10}{'seconds':>9}{'cpu s':>7}{'rows/s':>9}"
+             f"{'vs ' + reference + ' / in-memory step':>36}{'peak RSS MB':>13}"]
     for r in results:
+        ref = refs["train" if r["method"] in TRAIN_METHODS else "read"]
         rel = f"{r['rows_per_sec'] / ref:.2f}x" if ref else "-"
-        lines.append(f"{r['method']:<16}{r['rows']:>10}{r['seconds']:>9.2f}{r['cpu_seconds']:>7.2f}"
-                     f"{r['rows_per_sec'] / 1e6:>8.2f}M{rel:>19}{r['peak_rss_mb']:>13.0f}")
+        lines.append(f"{r['method']:<22}{r['rows']:>10}{r['seconds']:>9.2f}{r['cpu_seconds']:>7.2f}"
+                     f"{r['rows_per_sec'] / 1e6:>8.2f}M{rel:>36}{r['peak_rss_mb']:>13.0f}")
     return "\n".join(lines)
 
 
@@ -148,12 +282,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--shards", type=int, default=20)
     p.add_argument("--dir", help="where to write the shards (default: a temporary directory)")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    p.add_argument("--child", choices=list(METHODS), help=argparse.SUPPRESS)
+    p.add_argument("--train-steps", type=int, default=2000, help="timed steps of each training method")
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--pattern", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        _child(a.child, a.pattern, a.batch_size)
+        _child(a.child, a.pattern, a.batch_size, a.train_steps)
         return
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = a.dir or tmp
@@ -162,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = sum(os.path.getsize(f) for f in glob.glob(pattern))
         print(f"{a.rows} rows in {a.shards} shards ({size / 1e6:.0f} MB), ready in "
               f"{time.perf_counter() - start:.1f}s: {pattern}")
-        results = input_benchmarks(pattern, a.batch_size, a.methods)
+        results = input_benchmarks(pattern, a.batch_size, a.methods, a.train_steps)
         print(format_table(results))
 
 
