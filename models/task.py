@@ -12,7 +12,7 @@ import dataclasses
 import glob
 import importlib
 import os
-from typing import Any
+from typing import Any, Literal
 
 from estimator import RunConfig
 from estimator.config import ConfigError, build, load_raw
@@ -22,7 +22,7 @@ MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer
 
 @dataclasses.dataclass
 class RunSection:
-    """``run:``: where the model lives and the RunConfig fields a config may set."""
+    """``run:``: where the model lives and the RunConfig fields a config may set (see RunConfig)."""
 
     model_dir: str = "runs/model"
     random_seed: int = 0
@@ -31,6 +31,8 @@ class RunSection:
     log_step_count_steps: int = 100
     keep_checkpoint_max: int = 5
     steps_per_loop: int = 1
+    param_sharding: Literal["replicated", "fsdp"] = "replicated"
+    prefetch_batches: int = 2
 
     def run_config(self) -> RunConfig:
         """The RunConfig these settings describe."""
