@@ -87,6 +87,19 @@ def put_batch(tree: Any, mesh: Mesh, leading_dims: int = 0) -> Any:
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
+def agreed(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process: a collective every process must call (a no-op alone).
+
+    For decisions that must be the same everywhere (a checkpoint is written by all
+    processes together) but depend on a process's own clock.
+    """
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
+
+
 class InputContext:
     """What an ``input_fn`` needs to read its own share in multi-process training.
 

@@ -663,7 +663,7 @@ class _TrainLoop:
                 hook.after_run(context, values)
             acc = self._maybe_summarize(state, acc, step, marks)
             self._maybe_log(loss, step, marks)
-            if self._checkpoint_due(step, marks):
+            if self._checkpoint_due(step, group.size, marks):
                 self._save(state, acc, step, input_state)
                 last_saved = step
             if context.stop_requested or (self.last_step is not None and step >= self.last_step):
@@ -709,15 +709,25 @@ class _TrainLoop:
             log.info("loss = %.6g, step = %d (%.3f sec)", float(loss), step, now - t0)
         marks["log"] = (step, now)
 
-    def _checkpoint_due(self, step: int, marks: dict) -> bool:
+    def _checkpoint_due(self, step: int, size: int, marks: dict) -> bool:
         prev, t0 = marks["ckpt"]
         every_secs = self.config.checkpoint_every_secs
-        due = self._crossed(prev, step, self.config.save_checkpoints_steps) or (
-            every_secs is not None and time.time() - t0 >= every_secs
-        )
+        due = self._crossed(prev, step, self.config.save_checkpoints_steps)
+        if not due and every_secs is not None and self._time_check(step - size, step):
+            # Saving is collective: with several processes, process 0's clock decides for all.
+            due = distribute.agreed(time.time() - t0 >= every_secs)
         if due:
             marks["ckpt"] = (step, time.time())
         return due
+
+    def _time_check(self, before: int, step: int) -> bool:
+        """Whether to look at the checkpoint clock after this call.
+
+        One process: every call. Several: when a summary is written (a host-device
+        sync anyway; every call if summaries are off), since agreeing costs a sync.
+        """
+        every = self.config.save_summary_steps
+        return jax.process_count() == 1 or not every or self._crossed(before, step, every)
 
     def _check_finite(self, acc: Any) -> None:
         """Raises on a NaN/inf loss in ``acc``, or only records its step when a NanLossHook tolerates it."""

@@ -1,20 +1,24 @@
 """Taxi-fare training job run by tests/estimator/test_multiprocess.py under scripts/launch_local.py.
 
-    python _taxi_job.py MODEL_DIR DATA_GLOB STEPS [KILL_AT_STEP]
+    python _taxi_job.py MODEL_DIR DATA_GLOB STEPS [--kill_at STEP] [--checkpoint_secs S]
 
 The model is configs/taxi_fare.yaml made tiny. The input is ``PIPELINES``
 pipelines over the CSV files, pipeline ``i`` reading file shard ``i`` (seeded
 file and row shuffling): a process of a 2-process job reads its own pipeline;
 a single process reads both and joins their batches row-wise, so it trains on
 the same global batches. With KILL_AT_STEP, process 1 SIGKILLs itself once it
-reaches that step (a crash; the launcher then stops process 0).
+reaches that step (a crash; the launcher then stops process 0). With
+``--checkpoint_secs``, checkpoints are time-based and the processes' clocks
+disagree: process 1 starts its clock a second late, process 0 makes every
+step slow.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
-import sys
+import time
 from typing import Any
 
 import jax
@@ -22,7 +26,7 @@ import numpy as np
 
 from estimator import Hook, InputContext
 from input_pipelines import Dataset, csv_reader
-from models.task import build_estimator, load_task_config
+from models.task import load_task_config
 from models.taxi_fare import COURSE_COLUMNS, COURSE_DEFAULTS, LABEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,15 +103,45 @@ class KillAtStep(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def main(model_dir: str, data_glob: str, steps: int, kill_at: int | None) -> None:
-    """Trains (or resumes) the tiny taxi model to ``steps`` steps in ``model_dir``."""
-    config = task_config(model_dir, data_glob, steps)
-    est = build_estimator(config)
+class ClockSkew(Hook):
+    """Process 1 starts ``skew`` seconds late; process 0 sleeps ``step_secs`` after every call."""
+
+    def __init__(self, skew: float, step_secs: float):
+        self._skew, self._step_secs = skew, step_secs
+
+    def begin(self, run_context: Any, step: int) -> None:
+        """Delays process 1 (its checkpoint clock starts later)."""
+        if jax.process_index() == 1:
+            time.sleep(self._skew)
+
+    def after_run(self, run_context: Any, values: Any) -> None:
+        """Slows process 0's steps (and so process 1's, which wait for it)."""
+        if jax.process_index() == 0:
+            time.sleep(self._step_secs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Trains (or resumes) the tiny taxi model to STEPS steps in MODEL_DIR."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model_dir")
+    parser.add_argument("data_glob")
+    parser.add_argument("steps", type=int)
+    parser.add_argument("--kill_at", type=int, default=None, help="process 1 SIGKILLs itself at this step")
+    parser.add_argument("--checkpoint_secs", type=float, default=None, help="time-based checkpoints, skewed clocks")
+    args = parser.parse_args(argv)
+    config = task_config(args.model_dir, args.data_glob, args.steps)
+    run_config = config.run.run_config()
+    hooks: list[Hook] = []
+    if args.kill_at is not None:
+        hooks.append(KillAtStep(args.kill_at))
+    if args.checkpoint_secs is not None:
+        run_config = run_config.replace(save_checkpoints_steps=None, save_checkpoints_secs=args.checkpoint_secs)
+        hooks.append(ClockSkew(skew=args.checkpoint_secs, step_secs=args.checkpoint_secs / 3))
+    est = config.module.build_estimator(config.model, config.data, run_config)
     print(f"process {jax.process_index()} of {jax.process_count()}, devices {jax.device_count()}", flush=True)
-    hooks = [] if kill_at is None else [KillAtStep(kill_at)]
     est.train(make_input_fn(config), hooks=hooks, max_steps=config.train.max_steps)
     print("done", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else None)
+    main()
