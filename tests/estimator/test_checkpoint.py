@@ -3,6 +3,7 @@ input positions per process, clear errors for a changed optimizer or model."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -105,17 +106,26 @@ def test_single_process_checkpoint_holds_one_input_position_and_reads_the_old_la
     store = CheckpointStore(est.model_dir, read_only=True)
     assert store.restore_input_states(3) == [{"epoch": 0, "index": 12}]
     assert store.restore_input(3) == {"epoch": 0, "index": 12}
-    # the layout before per-process positions: {"iterator": state}
-    assert store._own_input_state(3, {"iterator": {"epoch": 1, "index": 4}}) == {"epoch": 1, "index": 4}
+    # a checkpoint of the layout before per-process positions, {"iterator": state}, as it lies on disk
+    with open(os.path.join(store.step_path(3), "input", "metadata"), "w", encoding="utf-8") as f:
+        json.dump({"iterator": {"epoch": 1, "index": 4}}, f)
+    assert CheckpointStore(est.model_dir, read_only=True).restore_input(3) == {"epoch": 1, "index": 4}
 
 
-def test_a_checkpoint_of_another_process_count_restarts_the_input_with_a_warning(tmp_path, caplog):
+def test_a_checkpoint_of_another_process_count_restarts_the_input_with_a_warning(tmp_path, monkeypatch, caplog):
+    from estimator import checkpoint
+
+    # what two processes would have gathered, written by this one
+    monkeypatch.setattr(checkpoint, "gather_input_states", lambda state: [state, {"epoch": 0, "index": 20}])
     store = CheckpointStore(str(tmp_path))
-    two_processes = {"iterators": [{"index": 8}, {"index": 12}]}
+    store.save(4, {"w": np.ones(2, np.float32)}, {"epoch": 0, "index": 16})
+    store.wait()
+    assert store.restore_input_states(4) == [{"epoch": 0, "index": 16}, {"epoch": 0, "index": 20}]
     with caplog.at_level("WARNING", logger="estimator.checkpoint"):
-        assert store._own_input_state(4, two_processes) is None
+        assert store.restore_input(4) is None
     assert "written by 2 processes, this job has 1" in caplog.text
-    assert "Run with 2 processes" in caplog.text
+    assert "input starts from its beginning" in caplog.text and "Run with 2 processes" in caplog.text
+    store.close()
 
 
 def test_resuming_with_another_optimizer_is_a_clear_error(tmp_path):
