@@ -34,7 +34,14 @@ def _launch(model_dir: str, data_glob: str, num_processes: int, devices_per_proc
     command = [sys.executable, LAUNCHER, "--num_processes", str(num_processes), "--devices_per_process",
                str(devices_per_process), "--grace_secs", "1", "--", sys.executable, JOB, model_dir, data_glob,
                str(STEPS), *job_args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as launcher:
+        try:
+            out, err = launcher.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            launcher.terminate()  # the launcher then stops its processes (SIGTERM, then SIGKILL)
+            out, err = launcher.communicate(timeout=60)
+            pytest.fail(f"the job hung for 150 s: {out[-3000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(command, launcher.returncode, out, err)
 
 
 def _train(model_dir: str, data_glob: str, num_processes: int, devices_per_process: int, *job_args: str) -> str:
