@@ -171,10 +171,11 @@ class TaxiFareEstimator(Estimator):
                  warm_start_from: Any = None):
         self.model_params = params
         self.wide_columns, self.deep_columns = feature_columns(params, with_time)
+        self._host_transform = fc.HostTransform(self.wide_columns + self.deep_columns)
         super().__init__(config=config, params=dataclasses.asdict(params), warm_start_from=warm_start_from)
 
     def _host_preprocess(self, features: Any) -> Any:
-        return fc.transform_features(features, self.wide_columns + self.deep_columns)
+        return self._host_transform(features)
 
     def _export_preprocessing(self) -> dict[str, Any]:
         return fc.preprocessing_config(self.wide_columns + self.deep_columns)

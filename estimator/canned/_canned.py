@@ -3,7 +3,7 @@
 A canned estimator is an ``Estimator`` whose ``model_fn`` is
 ``head.create_estimator_spec(logits=self._logits(features, mode))``. Around
 that it runs, on the host in the input thread, the feature columns' host side
-(``feature_column.transform_features``) on every batch and the head's label
+(a ``feature_column.HostTransform``) on every batch and the head's label
 conversion (``label_vocabulary``, through ``_host_preprocess_labels``), adds ``classes`` strings to predictions,
 and exports the host side as JSON.
 """
@@ -57,6 +57,7 @@ class CannedEstimator(Estimator):
             raise TypeError("feature_engineering_fn must be a callable features -> features.")
         self._head = head
         self._all_columns = _check_columns(feature_columns, "feature_columns")
+        self._host_transform = fc.HostTransform(self._all_columns)
         self._feature_engineering_fn = feature_engineering_fn
         super().__init__(model_dir=model_dir, config=config, warm_start_from=warm_start_from)
 
@@ -67,7 +68,7 @@ class CannedEstimator(Estimator):
 
     # ------------------------------------------------------------------ host side
     def _host_preprocess(self, features: Any) -> Any:
-        return fc.transform_features(features, self._all_columns)
+        return self._host_transform(features)
 
     def _export_preprocessing(self) -> dict[str, Any]:
         config = fc.preprocessing_config(self._all_columns)
