@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -324,4 +325,22 @@ def initialize(config: Any = None, timeout_secs: int = 300) -> bool:
             "coordinator address and process count."
         ) from error
     _started = spec._replace(num_processes=jax.process_count(), process_id=jax.process_index())
+    _exit_on_uncaught_error()
     return True
+
+
+def _exit_on_uncaught_error() -> None:
+    """Makes an uncaught error end this process at once (exit code 1) after printing it.
+
+    Otherwise JAX's shutdown at exit waits for the other processes, which wait in
+    their next collective for this one: the whole job would hang instead of failing.
+    """
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    sys.excepthook = hook

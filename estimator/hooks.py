@@ -211,11 +211,13 @@ class EarlyStoppingHook(Hook):
         return latest >= self._min_steps and latest - best["global_step"] > self._patience
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
-        """Checks the history every ``run_every_steps`` steps."""
+        """Checks the history every ``run_every_steps`` steps (process 0's verdict binds all processes)."""
+        from estimator import distribute
+
         if values.step - self._last_check < self._every:
             return
         self._last_check = values.step
-        if self.should_stop():
+        if distribute.agreed(self.should_stop()):
             log.info("Early stopping: %s did not improve for %d steps.", self._metric, self._patience)
             run_context.request_stop()
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
@@ -97,3 +102,25 @@ def test_cluster_detection_only_with_a_known_multi_process_environment():
 def test_initialize_on_one_process_returns_false_and_is_idempotent():
     assert distribute.initialize(RunConfig()) is False
     assert distribute.initialize(RunConfig()) is False
+
+
+@pytest.mark.slow
+def test_an_error_in_one_process_fails_the_job_instead_of_hanging():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    job = textwrap.dedent("""
+        import jax
+        from jax.experimental import multihost_utils
+        from estimator import distribute
+        distribute.initialize()
+        if jax.process_index() == 1:
+            raise ValueError("boom in process 1")
+        multihost_utils.sync_global_devices("never reached by process 1")
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, os.path.join(root, "scripts", "launch_local.py"), "--num_processes", "2",
+                             "--grace_secs", "1", "--", sys.executable, "-c", job],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode != 0
+    assert "ValueError: boom in process 1" in result.stdout + result.stderr
+    assert time.monotonic() - start < 20  # without the exit hook JAX waits ~30 s at shutdown
