@@ -53,13 +53,8 @@ def generate_shards(out_dir: str, rows: int, shards: int, seed: int = 0) -> str:
 
 
 def _pipeline(pattern: str, batch_size: int) -> int:
-    from input_pipelines import make_csv_dataset
-
-    ds = make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
-                          column_defaults=[0.0] * 6, select_columns=NUMERIC,
-                          label_name="fare_amount", header=False, num_epochs=1, seed=0)
     rows = 0
-    for features, labels in ds:
+    for features, labels in csv_input_fn(pattern, batch_size, num_epochs=1)():
         assert labels.dtype.name == "float32" and features["pickuplon"].dtype.name == "float32"
         rows += len(labels)
     return rows
@@ -116,12 +111,21 @@ def taxi_mlp_fn(features, labels, mode):
     return EstimatorSpec(mode, loss=jnp.mean((fare - labels) ** 2), optimizer=optax.adam(1e-3))
 
 
-def _csv_input_fn(pattern: str, batch_size: int):
+def csv_input_fn(pattern: str, batch_size: int, num_epochs: int | None = None):
+    """An input_fn over the taxi shards: parse + shuffle 10k rows + batches of float32 arrays."""
     from input_pipelines import make_csv_dataset
 
     return lambda: make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
                                     column_defaults=[0.0] * 6, select_columns=NUMERIC,
-                                    label_name="fare_amount", header=False, seed=0)
+                                    label_name="fare_amount", header=False, num_epochs=num_epochs, seed=0)
+
+
+def train_config(model_dir: str):
+    """The RunConfig of the training rows: 50 steps per device call, no checkpoints or summaries."""
+    from estimator import RunConfig
+
+    return RunConfig(model_dir=model_dir, steps_per_loop=SCAN, save_checkpoints_steps=10**9,
+                     save_summary_steps=10**9, log_step_count_steps=10**9)
 
 
 def _train_from_csv(pattern: str, batch_size: int, steps: int) -> float:
@@ -129,15 +133,13 @@ def _train_from_csv(pattern: str, batch_size: int, steps: int) -> float:
 
     from _bench import SpanTimer
 
-    from estimator import Estimator, RunConfig
+    from estimator import Estimator
 
     logging.getLogger("estimator").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as model_dir:
-        config = RunConfig(model_dir=model_dir, steps_per_loop=SCAN, save_checkpoints_steps=10**9,
-                           save_summary_steps=10**9, log_step_count_steps=10**9)
         timer = SpanTimer(WARM_STEPS, WARM_STEPS + steps)
-        Estimator(taxi_mlp_fn, config=config).train(_csv_input_fn(pattern, batch_size), hooks=[timer],
-                                                     max_steps=WARM_STEPS + steps)
+        Estimator(taxi_mlp_fn, config=train_config(model_dir)).train(
+            csv_input_fn(pattern, batch_size), hooks=[timer], max_steps=WARM_STEPS + steps)
     return timer.seconds
 
 

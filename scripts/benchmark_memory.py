@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Out-of-core check: peak RSS of the input pipeline over ~200 MB and ~2 GB of CSV shards.
+"""Out-of-core check: peak RSS of training over ~200 MB and ~2 GB of CSV shards.
 
-    python scripts/benchmark_memory.py [--sizes-mb 200 2000] [--shard-mb 100] [--dir DIR]
+    python scripts/benchmark_memory.py [--sizes-mb 200 2000] [--shard-mb 100] [--dir DIR] [--stream-only]
 
-Generates taxi shards with make_taxi_data, streams each set once through the pipeline
-(`make_csv_dataset`: parse + shuffle 10k rows + batch 512) in a child process and reports the
-child's peak RSS (`os.wait4` resource usage). Memory must not grow with the data: the issue's
-bar is at most 20% more RSS for 2 GB than for 200 MB (exit status 1 otherwise).
+Generates taxi shards with make_taxi_data; in a child process per set, `Estimator.train` runs
+one epoch of benchmark_input's taxi MLP over them (`make_csv_dataset`: parse + shuffle 10k rows
++ batch 512, steps_per_loop 50), or with `--stream-only` the pipeline alone is drained; reports
+the child's peak RSS (`os.wait4` resource usage). Memory must not grow with the data: the
+issue's bar is at most 20% more RSS for 2 GB than for 200 MB (exit status 1 otherwise).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_input import run_child  # noqa: E402
-from make_taxi_data import COURSE_COLUMNS, write_taxi_shards  # noqa: E402
+from benchmark_input import csv_input_fn, run_child, taxi_mlp_fn, train_config  # noqa: E402
+from make_taxi_data import write_taxi_shards  # noqa: E402
 
 BYTES_PER_ROW = 56  # average size of a synthetic taxi row in the course's CSV format
 
@@ -39,20 +40,32 @@ def generate(out_dir: str, total_mb: float, shard_mb: float = 100, seed: int = 0
     return os.path.join(out_dir, "taxi-*.csv")
 
 
-def stream(pattern: str, batch_size: int = 512, shuffle_buffer_size: int = 10000) -> int:
+def stream(pattern: str, batch_size: int = 512) -> int:
     """One epoch through parse + shuffle + batch; returns the number of rows seen."""
-    from input_pipelines import make_csv_dataset
-
-    ds = make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
-                          column_defaults=[0.0] * 6, select_columns=COURSE_COLUMNS[:6],
-                          label_name="fare_amount", header=False, num_epochs=1,
-                          shuffle_buffer_size=shuffle_buffer_size, seed=0)
-    return sum(len(labels) for _, labels in ds)
+    return sum(len(labels) for _, labels in csv_input_fn(pattern, batch_size, num_epochs=1)())
 
 
-def measure(pattern: str) -> dict[str, Any]:
-    """Stream `pattern` in a child process: rows, seconds, MB of data and peak RSS (MB)."""
-    result, rss, cpu = run_child([os.path.abspath(__file__), "--child", pattern])
+def train(pattern: str, batch_size: int = 512) -> int:
+    """One epoch of Estimator.train over the shards; returns the number of rows trained on."""
+    from estimator import Estimator
+
+    rows = 0
+
+    def counted():
+        nonlocal rows
+        for features, labels in csv_input_fn(pattern, batch_size, num_epochs=1)():
+            rows += len(labels)
+            yield features, labels
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        Estimator(taxi_mlp_fn, config=train_config(model_dir)).train(counted)
+    return rows
+
+
+def measure(pattern: str, stream_only: bool = False) -> dict[str, Any]:
+    """Train on (or stream) `pattern` in a child process: rows, seconds, MB of data and peak RSS (MB)."""
+    mode = ["--stream-only"] if stream_only else []
+    result, rss, cpu = run_child([os.path.abspath(__file__), "--child", pattern, *mode])
     size = sum(os.path.getsize(f) for f in glob.glob(pattern))
     return {**result, "data_mb": size / 1e6, "peak_rss_mb": rss, "cpu_seconds": cpu}
 
@@ -63,11 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sizes-mb", type=float, nargs="+", default=[200, 2000])
     p.add_argument("--shard-mb", type=float, default=100)
     p.add_argument("--dir", help="scratch directory (default: a temporary directory)")
+    p.add_argument("--stream-only", action="store_true", help="drain the pipeline without training")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         start = time.perf_counter()
-        rows = stream(a.child)
+        rows = (stream if a.stream_only else train)(a.child)
         print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}))
         return 0
     results = []
@@ -77,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             pattern = generate(out, size, a.shard_mb)
             print(f"generated {size:g} MB in {time.perf_counter() - start:.0f}s", flush=True)
-            results.append(measure(pattern))
+            results.append(measure(pattern, a.stream_only))
             shutil.rmtree(out)
+    print("pipeline only" if a.stream_only else "Estimator.train, one epoch")
     print(f"{'data MB':>9}{'rows':>12}{'seconds':>9}{'rows/s':>10}{'peak RSS MB':>13}")
     for r in results:
         print(f"{r['data_mb']:>9.0f}{r['rows']:>12}{r['seconds']:>9.1f}"
