@@ -82,20 +82,28 @@ class CheckpointStore:
         self.directory = checkpoint_dir(model_dir)
         self._warned_steps: set[int] = set()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep_checkpoint_max,
+            max_to_keep=None if read_only else keep_checkpoint_max,
+            save_interval_steps=0 if read_only else 1,
             create=not read_only,
             read_only=read_only,
             enable_async_checkpointing=True,
         )
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=options,
-            item_handlers={
-                "state": ocp.StandardCheckpointHandler(),
-                "input": ocp.JsonCheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler(),
-            },
-        )
+        # Orbax warns "Given directory is read only" for every reader (evaluation, export).
+        absl_log = logging.getLogger("absl")
+        level = absl_log.level
+        absl_log.setLevel(logging.ERROR if read_only else level)
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=options,
+                item_handlers={
+                    "state": ocp.StandardCheckpointHandler(),
+                    "input": ocp.JsonCheckpointHandler(),
+                    "meta": ocp.JsonCheckpointHandler(),
+                },
+            )
+        finally:
+            absl_log.setLevel(level)
 
     def latest_step(self) -> int | None:
         """The newest complete step, or None."""
