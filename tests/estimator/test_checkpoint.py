@@ -199,3 +199,11 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     resumed = Estimator(model_fn, model_dir)
     assert resumed.get_variable_value("global_step") == max_steps
     _assert_same_variables(variables_of(clean), variables_of(resumed))
+
+
+def test_reading_checkpoints_logs_no_warnings(tmp_path, caplog):
+    Estimator(model_fn, str(tmp_path), RunConfig(save_checkpoints_steps=2)).train(input_fn(), max_steps=2)
+    with caplog.at_level("WARNING"):
+        store = CheckpointStore(str(tmp_path), read_only=True)
+        assert store.all_steps() == [2]
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= 30]
