@@ -8,6 +8,8 @@ call is cached.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import threading
@@ -63,7 +65,7 @@ def _column(name: str, values: Any, spec: Mapping[str, Any]) -> np.ndarray:
         if arr.size and arr.dtype.kind not in "USO":
             raise PredictorInputError(f"{where}: expected strings, got {arr.dtype.name} values.")
         if arr.dtype.kind == "O" and not all(isinstance(v, str) for v in arr.flat):
-            raise PredictorInputError(f"{where}: expected strings, got mixed types.")
+            arr = _decode_b64(arr, where)
         arr = arr.astype(object)
     else:
         target = np.dtype(dtype)
@@ -81,6 +83,21 @@ def _column(name: str, values: Any, spec: Mapping[str, Any]) -> np.ndarray:
             f"{where}: expected shape [batch] + {list(shape)}, got per-example shape {got}."
         )
     return arr
+
+
+def _decode_b64(arr: np.ndarray, where: str) -> np.ndarray:
+    """Strings given in TF Serving's binary form ``{"b64": "<base64>"}``, decoded (UTF-8 text)."""
+    out = np.empty(arr.shape, object)
+    for i, value in enumerate(arr.flat):
+        if isinstance(value, dict) and value.keys() == {"b64"} and isinstance(value["b64"], str):
+            try:
+                value = base64.b64decode(value["b64"], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as e:
+                raise PredictorInputError(f"{where}: a {{\"b64\": ...}} value is not base64 of UTF-8 text ({e}).") from None
+        elif not isinstance(value, str):
+            raise PredictorInputError(f"{where}: expected strings (or {{\"b64\": \"...\"}}), got {type(value).__name__}.")
+        out.flat[i] = value
+    return out
 
 
 def gather_columns(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -231,6 +232,13 @@ def test_canned_estimator_with_vocabulary_strings_matches_predict(tmp_path):
     want = list(est.predict(lambda: iter([feats]), yield_single_examples=False))[0]
     got = predictor({"size": feats["size"].tolist(), "color": feats["color"].tolist()})
     np.testing.assert_allclose(got["predictions"], want["predictions"], rtol=0, atol=1e-6)
+    # TF Serving's binary form of strings: {"b64": base64 of the UTF-8 bytes}
+    b64 = [{"b64": base64.b64encode(c.encode()).decode()} for c in feats["color"]]
+    got = predictor([{"size": s, "color": c} for s, c in zip(feats["size"].tolist(), b64, strict=True)])
+    np.testing.assert_allclose(got["predictions"], want["predictions"], rtol=0, atol=1e-6)
+    for bad, message in [({"b64": "not base64!"}, "not base64"), ({"b64": "/w=="}, "UTF-8"), (3, "got int")]:
+        with pytest.raises(PredictorInputError, match=message):
+            predictor({"size": [1.0], "color": [bad]})
 
 
 # ------------------------------------------------------------------ exporters
