@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from _distribute_job import run
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _fake_devices import run_job
 
 
 @pytest.fixture(scope="module")
 def four_devices() -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, os.path.join(HERE, "_distribute_job.py")], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return run_job("_distribute_job.py")
 
 
 @pytest.fixture(scope="module")

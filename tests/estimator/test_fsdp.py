@@ -6,26 +6,14 @@ their optimizer moments really are split over the devices, also after a resume.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _fake_devices import run_job
 
 
 @pytest.fixture(scope="module")
 def runs() -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, os.path.join(HERE, "_fsdp_job.py")], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return run_job("_fsdp_job.py")
 
 
 def test_fsdp_and_replicated_give_the_same_losses(runs):
