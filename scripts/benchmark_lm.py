@@ -129,13 +129,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100 if accelerator else 30)
     parser.add_argument("--compute_dtype", default="bfloat16" if accelerator else "float32")
     parser.add_argument("--grad_accum", type=int, default=1)
+    parser.add_argument("--attention", choices=["xla", "cudnn"], default="xla",
+                        help="attention kernel (cudnn: fused flash attention, NVIDIA GPUs with bf16)")
     parser.add_argument("--steps_per_loop", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--peak_tflops", type=float, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     dtype = None if args.compute_dtype in ("float32", "none", "None") else args.compute_dtype
     model = lm.ModelParams(num_layers=args.num_layers, d_model=args.d_model, num_heads=args.num_heads,
-                           compute_dtype=dtype, gradient_accumulation_steps=args.grad_accum)
+                           compute_dtype=dtype, gradient_accumulation_steps=args.grad_accum,
+                           attention=args.attention)
     data = lm.DataParams(seq_len=args.seq_len, batch_size=args.batch_size,
                          text_modules=["difflib", "textwrap", "argparse", "inspect", "typing"])
     loops = max(args.steps_per_loop)
@@ -155,7 +158,7 @@ def main() -> None:
     print(f"device: {device.device_kind} ({jax.default_backend()}, {jax.device_count()} device(s))")
     print(f"model: {args.num_layers} layers, d_model {args.d_model}, {args.num_heads} heads, context {args.seq_len}; "
           f"{lm.count_parameters(params):,} matmul params ({lm.count_parameters(params, False):,} total); "
-          f"compute {args.compute_dtype}, grad accumulation {args.grad_accum}")
+          f"compute {args.compute_dtype}, grad accumulation {args.grad_accum}, {args.attention} attention")
     print(f"batch {args.batch_size} x {args.seq_len} tokens, {steps} timed steps after {warm} warm-up; "
           f"{flops_per_token / 1e6:.2f} MFLOP/token; peak {peak:.2f} TFLOP/s ({peak_source})")
     print(f"{'loop':<36}{'tokens/sec':>14}{'ms/step':>10}{'TFLOP/s':>10}{'MFU':>9}{'vs hand':>9}{'last loss':>11}")

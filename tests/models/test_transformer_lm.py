@@ -56,6 +56,20 @@ def test_evaluation_reads_the_held_out_text_once():
     np.testing.assert_array_equal(tokens, eval_text[:len(tokens)])
 
 
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention needs an NVIDIA GPU (run on a GPU machine)")
+def test_cudnn_attention_computes_the_xla_attention():
+    def attention(x, implementation):
+        with nn.mixed_precision(np.dtype("bfloat16")):
+            return lm.causal_self_attention(x, num_heads=4, implementation=implementation)
+
+    x = np.random.default_rng(0).normal(size=(2, 128, 64)).astype(np.float32)
+    xla, fused = (nn.transform(lambda x, impl=impl: attention(x, impl)) for impl in ("xla", "cudnn"))
+    params, _ = xla.init(jax.random.PRNGKey(0), x)
+    want = np.asarray(xla.apply(params, {}, None, x)[0], np.float32)
+    got = np.asarray(fused.apply(params, {}, None, x)[0], np.float32)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 2e-2  # bf16 operands
+
+
 def test_attention_is_causal_and_parameters_are_named_readably():
     model = nn.transform(lambda tokens: lm.forward(tokens, TINY))
     tokens = np.arange(2 * 16, dtype=np.int32).reshape(2, 16) % 256
