@@ -20,6 +20,7 @@ run() {  # name, seconds, command...
   tail -n 12 "$out/$name.txt"
 }
 run lm 180 python3 scripts/benchmark_lm.py --steps 100 --steps_per_loop 1 10
+run lm_cudnn 170 python3 scripts/benchmark_lm.py --steps 100 --steps_per_loop 1 10 --attention cudnn
 run scaling_gpu 70 python3 scripts/benchmark_scaling.py --platform cuda --devices 1 --processes 0 --per_device_batch 8192 --steps 200
 run lm_accum 80 python3 scripts/benchmark_lm.py --steps 40 --grad_accum 4 --steps_per_loop 10
 run scaling_cpu 90 python3 scripts/benchmark_scaling.py --platform cpu --devices 1 2 4 --processes 2 --steps 100
