@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator benchmarks in one go, for a lent GPU machine whose image has JAX (CUDA) but
+# The accelerator checks and benchmarks in one go, for a lent GPU machine whose image has JAX (CUDA) but
 # not every dependency: wheels in .whl/ (e.g. tensorboardX) are installed to /tmp/site first.
 #   bash scripts/benchmark_device.sh [OUT_DIR]
 # Each benchmark has its own time limit, so one failure does not eat the others' time.
@@ -19,6 +19,7 @@ run() {  # name, seconds, command...
   timeout "$secs" "$@" > "$out/$name.txt" 2>&1; echo "exit $?" >> "$out/$name.txt"
   tail -n 12 "$out/$name.txt"
 }
+run gpu_tests 90 python3 -m pytest -q -p no:cacheprovider tests/models/test_transformer_lm.py -k cudnn
 run lm 180 python3 scripts/benchmark_lm.py --steps 100 --steps_per_loop 1 10
 run lm_cudnn 170 python3 scripts/benchmark_lm.py --steps 100 --steps_per_loop 1 10 --attention cudnn
 run scaling_gpu 70 python3 scripts/benchmark_scaling.py --platform cuda --devices 1 --processes 0 --per_device_batch 8192 --steps 200
