@@ -295,7 +295,9 @@ class BucketizedColumn(DenseColumn, CategoricalColumn):
 
     def device_ids(self, features: Mapping[str, Any]) -> tuple[jax.Array, jax.Array | None]:
         x = self.source_column.values(features)
-        ids = jnp.searchsorted(jnp.asarray(self.boundaries, jnp.float32), x, side="right")
+        # Few boundaries: one broadcast comparison beats searchsorted's loop (same ids).
+        method = "compare_all" if len(self.boundaries) <= 256 else "scan"
+        ids = jnp.searchsorted(jnp.asarray(self.boundaries, jnp.float32), x, side="right", method=method)
         return (ids + self._per_dim * jnp.arange(x.shape[1])).astype(jnp.int32), None
 
     def dense(self, features: Mapping[str, Any]) -> jax.Array:
