@@ -1,5 +1,11 @@
 """TensorFlow-Serving-compatible HTTP model server for exports (``python -m estimator.serving``)."""
 
-from estimator.serving.app import ServerConfig, build_app
+try:
+    from estimator.serving.app import ServerConfig, build_app
+except ModuleNotFoundError as error:  # uvicorn, starlette, orjson come with the extra
+    raise ModuleNotFoundError(
+        f"The model server needs {error.name!r}, which is part of the serving extra: "
+        "pip install -e '.[serving]' (or pip install 'jax-estimator[serving]')."
+    ) from error
 
 __all__ = ["ServerConfig", "build_app"]

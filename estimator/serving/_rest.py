@@ -6,11 +6,11 @@ Reference: https://www.tensorflow.org/tfx/serving/api_rest (row format ``instanc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 
 from estimator._predictor import gather_columns
 
@@ -35,8 +35,8 @@ def parse_predict(body: bytes, inputs: Mapping[str, Mapping[str, Any]]) -> tuple
     ``PredictorInputError`` (also a 400).
     """
     try:
-        request = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
         raise ServingError(400, f"Malformed JSON in request body: {e}") from None
     if not isinstance(request, dict):
         raise ServingError(400, 'Request body must be a JSON object with "instances" or "inputs".')

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import re
 import time
@@ -18,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -32,7 +32,6 @@ from estimator.serving._rest import ServingError
 from estimator.serving._versions import ServedVersion, VersionManager
 
 log = logging.getLogger("estimator.serving")
-_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:(?P<meta>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
@@ -140,7 +139,7 @@ class _Server:
             log.exception("Request to %s failed.", path)
             payload = {"error": f"Internal error: {type(e).__name__}: {e}"}
         self.metrics.observe_request(api, status, time.perf_counter() - start)
-        return status, _JSON.encode(payload).encode()
+        return status, orjson.dumps(payload)
 
     async def models(self, request: Request) -> Response:
         status, content = await self.answer(
