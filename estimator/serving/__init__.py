@@ -2,7 +2,9 @@
 
 try:
     from estimator.serving.app import ServerConfig, build_app
-except ModuleNotFoundError as error:  # uvicorn, starlette, orjson come with the extra
+except ModuleNotFoundError as error:
+    if error.name not in ("uvicorn", "starlette", "orjson"):
+        raise
     raise ModuleNotFoundError(
         f"The model server needs {error.name!r}, which is part of the serving extra: "
         "pip install -e '.[serving]' (or pip install 'jax-estimator[serving]')."
