@@ -3,10 +3,10 @@
 try:
     from estimator.serving.app import ServerConfig, build_app
 except ModuleNotFoundError as error:
-    if error.name not in ("uvicorn", "starlette", "orjson"):
+    if (error.name or "").split(".")[0] not in ("uvicorn", "starlette", "orjson"):
         raise
     raise ModuleNotFoundError(
-        f"The model server needs {error.name!r}, which is part of the serving extra: "
+        f"The model server needs {error.name.split('.')[0]!r}, which is part of the serving extra: "
         "pip install -e '.[serving]' (or pip install 'jax-estimator[serving]')."
     ) from error
 

@@ -226,3 +226,10 @@ def test_new_version_is_hot_swapped_under_traffic_never_a_half_written_one(tmp_p
         assert [s["version"] for s in status] == [new_version]
     finally:
         server.stop()
+
+
+def test_a_missing_serving_dependency_names_the_extra():
+    code = "import sys; sys.modules['starlette'] = None; import estimator.serving"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "serving extra" in done.stderr and "'starlette'" in done.stderr
