@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any, NamedTuple
 
+from estimator import distribute
+
 log = logging.getLogger("estimator")
 
 
@@ -212,8 +214,6 @@ class EarlyStoppingHook(Hook):
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
         """Checks the history every ``run_every_steps`` steps (process 0's verdict binds all processes)."""
-        from estimator import distribute
-
         if values.step - self._last_check < self._every:
             return
         self._last_check = values.step
