@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from input_pipelines._seeds import Seeds
+
 if TYPE_CHECKING:
     from input_pipelines.iterator import DatasetIterator
 
@@ -42,9 +44,11 @@ class _Stats:
 
 @dataclasses.dataclass(frozen=True)
 class _Context:
-    """What a stage needs to build its iterator: the epoch path (for per-epoch seeds) and stats."""
+    """What a stage needs to build its iterator: stats, the pipeline's seeds and the epoch path
+    (stages shuffle epoch `e` with their seed and `e`)."""
 
     stats: _Stats
+    seeds: Seeds
     epochs: tuple[int, ...] = ()
 
     def with_epoch(self, epoch: int) -> _Context:

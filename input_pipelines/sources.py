@@ -22,16 +22,6 @@ from input_pipelines.dataset import Dataset, _Context, _Iterator
 from input_pipelines.errors import NoFilesMatchError
 
 
-def fresh_seed() -> int:
-    """A random non-negative 63-bit seed (used when the user gives `seed=None`)."""
-    return int(np.random.SeedSequence().entropy % (2**63))
-
-
-def seed_int(seed: int) -> int:
-    """A user seed as a non-negative int usable in a numpy seed sequence."""
-    return int(seed) & (2**63 - 1)
-
-
 def list_files(pattern: str | list[str], shuffle: bool = True, seed: int | None = None) -> Dataset:
     """Dataset of the file names (str) matching glob `pattern` (or several patterns).
 
@@ -56,6 +46,11 @@ class _FileList(Dataset):
         self._files = np.array(files, dtype=object)
         self._shuffle, self._seed = shuffle, seed
 
+    @property
+    def num_files(self) -> int:
+        """How many files the list holds (`shard()` checks there is one per shard)."""
+        return len(self._files)
+
     def _iterator(self, ctx: _Context) -> _Iterator:
         return _FileListIterator(self, ctx)
 
@@ -63,7 +58,7 @@ class _FileList(Dataset):
 class _FileListIterator(_Iterator):
     def __init__(self, ds: _FileList, ctx: _Context) -> None:
         self._ds, self._ctx, self._done = ds, ctx, False
-        self._seed = seed_int(ds._seed) if ds._seed is not None else fresh_seed()
+        self._seed = ctx.seeds.for_stage(ds._seed, ds._signature) if ds._shuffle else 0
 
     def next(self) -> Any:
         if self._done:

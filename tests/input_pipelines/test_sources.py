@@ -38,3 +38,9 @@ def test_tensor_slices_need_a_common_first_dimension():
 def test_parallel_map_resumes(assert_resumes):
     ds = Dataset.range(100).batch(7).map(lambda b: b * 3, num_parallel=2).prefetch(3)
     assert_resumes(ds, [0, 1, 6, 13, 14, 15])
+
+
+def test_sharding_a_file_list_with_fewer_files_than_shards_is_an_error(files):
+    with pytest.raises(ValueError, match="8 file.*shard the rows"):
+        Dataset.list_files(str(files / "*.csv")).shard(9, 8)
+    assert len(list(Dataset.list_files(str(files / "*.csv")).shard(8, 7))) == 1
