@@ -7,10 +7,10 @@ state, so a restored iterator reproduces every later epoch too, not only the cur
 
 In a multi-process JAX job (`jax.distributed` initialised, more than one process) every process
 must shuffle the file list the same way before taking its share, or files are read twice or
-never. There the root seed is derived from a *job seed* that process 0 draws and broadcasts
-once (`estimator.distribute.initialize()` does it at start-up, in lockstep; otherwise the first
-`iter()` of each process does), mixed with the pipeline's structure: all processes agree
-without further communication.
+never. There the root seed is a *job seed* that process 0 draws and broadcasts once
+(`estimator.distribute.initialize()` does it at start-up, in lockstep; otherwise the first
+`iter()` of each process does): all processes agree without further communication. (So in such
+a job, iterators over the same pipeline all get the same order, not a new one each.)
 """
 
 from __future__ import annotations
@@ -71,19 +71,21 @@ def job_seed() -> int:
         return _job_seed
 
 
-def root_seed(fingerprint: str) -> int:
-    """The root seed of a new iterator over the pipeline with this structure `fingerprint`."""
-    if multi_process():
-        return mix(job_seed(), fingerprint)
-    return fresh_seed()
+def root_seed() -> int:
+    """The root seed of a new iterator: fresh, or in a multi-process job the job seed.
+
+    Not mixed with the pipeline's structure: that differs between processes (`shard(n, i)`),
+    while a stage's own tag (its upstream structure) is the same on all processes for the
+    stages before the shard, the ones that must agree."""
+    return job_seed() if multi_process() else fresh_seed()
 
 
 class Seeds:
     """The root seed of one running pipeline, drawn on first use (only stages with `seed=None`
     use it, so a fully seeded pipeline never draws or communicates)."""
 
-    def __init__(self, fingerprint: str, root: int | None = None) -> None:
-        self._fingerprint, self._root = fingerprint, root
+    def __init__(self, root: int | None = None) -> None:
+        self._root = root
         self._lock = threading.Lock()
 
     @property
@@ -97,5 +99,5 @@ class Seeds:
             return seed_int(seed)
         with self._lock:
             if self._root is None:
-                self._root = root_seed(self._fingerprint)
+                self._root = root_seed()
             return mix(self._root, tag)

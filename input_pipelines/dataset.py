@@ -156,11 +156,13 @@ class Dataset:
         reader: Callable[[str], Dataset],
         cycle_length: int = 4,
         num_parallel: int | None = None,
+        block_length: int | None = None,
     ) -> Dataset:
-        """Read `cycle_length` inputs at once; see `interleave.Interleave`."""
+        """Read `cycle_length` inputs at once, `block_length` rows (None: a chunk) from each in
+        turn; see `interleave.Interleave`."""
         from input_pipelines.interleave import Interleave
 
-        return Interleave(self, reader, cycle_length, num_parallel)
+        return Interleave(self, reader, cycle_length, num_parallel, block_length)
 
     def map(self, fn: Callable[..., Any], num_parallel: int = 0) -> Dataset:
         """Apply `fn` to each batch (after `batch()`) or to chunks of rows (before it).

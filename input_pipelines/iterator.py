@@ -38,7 +38,7 @@ class DatasetIterator:
     def __init__(self, dataset: Dataset) -> None:
         self._dataset = dataset
         self._stats = _Stats()
-        self._build(Seeds(dataset.fingerprint))
+        self._build(Seeds())
         self._done = False
 
     def _build(self, seeds: Seeds) -> None:
@@ -97,7 +97,7 @@ class DatasetIterator:
             seed = state.get("seed")
             if seed is not None and seed != self._seeds.drawn:
                 self._it.close()
-                self._build(Seeds(self._dataset.fingerprint, int(seed)))
+                self._build(Seeds(int(seed)))
             if self._cursor is None:
                 self._it.restore(state["position"])
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,8 @@ from input_pipelines.transforms import default_shard
 logger = logging.getLogger("input_pipelines")
 
 
+_MIN_CYCLE = 8  # files read at once when shuffling (more on machines with more cores)
+_BLOCK_ROWS = 256  # rows taken from each file in turn
 _warned: set[str] = set()
 
 
@@ -80,8 +83,10 @@ def make_csv_dataset(
                    "write at least one file per process to read less")
     elif num_shards > 1:
         files = files.shard(num_shards, index)
-    cycle = min(4, len(names)) if shuffle else 1
-    ds = files.interleave(reader, cycle_length=cycle)
+    # Like tf.data's make_csv_dataset (cycle_length AUTOTUNE, block_length 1): rows of several
+    # files arrive within every shuffle window, so a batch mixes many files.
+    cycle = min(len(names), max(_MIN_CYCLE, os.cpu_count() or 1)) if shuffle else 1
+    ds = files.interleave(reader, cycle_length=cycle, block_length=_BLOCK_ROWS if shuffle else None)
     if by_rows:
         ds = ds.shard(num_shards, index)
     if shuffle:
