@@ -326,6 +326,9 @@ def initialize(config: Any = None, timeout_secs: int = 300) -> bool:
         ) from error
     _started = spec._replace(num_processes=jax.process_count(), process_id=jax.process_index())
     _exit_on_uncaught_error()
+    from input_pipelines._seeds import job_seed
+
+    job_seed()  # agreed now, in lockstep: input pipelines with seed=None shuffle files alike everywhere
     return True
 
 

@@ -49,6 +49,13 @@ class RowCursor:
             n -= k
         return parts
 
+    def take_chunk(self) -> list[Any]:
+        """The rest of the current chunk, or the next whole chunk ([] when the stream ends)."""
+        if self._chunk is None or self._off >= self._rows:
+            if not self._fetch():
+                return []
+        return self.take(self._rows - self._off)
+
     def state(self) -> dict[str, Any]:
         """Position: upstream state before the current chunk and rows taken from it."""
         if self._chunk is not None and self._off < self._rows:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from input_pipelines import _structure as st
 from input_pipelines._cursor import RowCursor
 from input_pipelines.dataset import Dataset, _Context, _Iterator
@@ -40,6 +42,8 @@ class _BatchRowsIterator(_Iterator):
             raise StopIteration
         if self._drop and sum(st.num_rows(p) for p in parts) < self._n:
             raise StopIteration
+        if len(parts) == 1:  # a slice of one chunk: copy, so batches never share memory
+            return st.map_structure(np.array, parts[0])
         return st.concat_rows(parts)
 
     def state(self) -> dict[str, Any]:

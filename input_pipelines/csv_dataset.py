@@ -166,7 +166,8 @@ class CsvDataset(Dataset):
         block_size: int = 4 << 20,
         spec: CsvSpec | None = None,
     ) -> None:
-        files = [str(filenames)] if isinstance(filenames, str) else [str(f) for f in filenames]
+        single = isinstance(filenames, str) or hasattr(filenames, "__fspath__")  # str or pathlib.Path
+        files = [str(filenames)] if single else [str(f) for f in filenames]
         if not files:
             raise NoFilesMatchError("CsvDataset got an empty list of files")
         if spec is None:

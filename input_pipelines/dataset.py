@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from input_pipelines._seeds import Seeds
+
 if TYPE_CHECKING:
     from input_pipelines.iterator import DatasetIterator
 
@@ -42,9 +44,11 @@ class _Stats:
 
 @dataclasses.dataclass(frozen=True)
 class _Context:
-    """What a stage needs to build its iterator: the epoch path (for per-epoch seeds) and stats."""
+    """What a stage needs to build its iterator: stats, the pipeline's seeds and the epoch path
+    (stages shuffle epoch `e` with their seed and `e`)."""
 
     stats: _Stats
+    seeds: Seeds
     epochs: tuple[int, ...] = ()
 
     def with_epoch(self, epoch: int) -> _Context:
@@ -152,11 +156,13 @@ class Dataset:
         reader: Callable[[str], Dataset],
         cycle_length: int = 4,
         num_parallel: int | None = None,
+        block_length: int | None = None,
     ) -> Dataset:
-        """Read `cycle_length` inputs at once; see `interleave.Interleave`."""
+        """Read `cycle_length` inputs at once, `block_length` rows (None: a chunk) from each in
+        turn; see `interleave.Interleave`."""
         from input_pipelines.interleave import Interleave
 
-        return Interleave(self, reader, cycle_length, num_parallel)
+        return Interleave(self, reader, cycle_length, num_parallel, block_length)
 
     def map(self, fn: Callable[..., Any], num_parallel: int = 0) -> Dataset:
         """Apply `fn` to each batch (after `batch()`) or to chunks of rows (before it).

@@ -1,13 +1,16 @@
 """`interleave`: read several inputs (files) at once, in a deterministic round-robin order.
 
-`ds.interleave(reader, cycle_length, num_parallel)` maps each element of `ds` (a file name)
-to a dataset `reader(name)` and cycles over `cycle_length` of them, taking one *chunk* (a block
-of rows, e.g. ~4 MiB of CSV) from each in turn; an exhausted reader is replaced by the next
-input in its slot. With `num_parallel` > 0 every open reader parses its next chunk ahead in a
-thread pool, so files are read and parsed in parallel while the output order stays fixed.
+`ds.interleave(reader, cycle_length, num_parallel, block_length)` maps each element of `ds` (a
+file name) to a dataset `reader(name)` and cycles over `cycle_length` of them, taking
+`block_length` rows from each in turn (None: one whole chunk, e.g. ~4 MiB of CSV); an exhausted
+reader is replaced by the next input in its slot. Small blocks matter for shuffling: a shuffle
+buffer of 10,000 rows after the interleave can only mix files whose rows arrive within those
+10,000 rows. With `num_parallel` > 0 every open reader parses its next chunk ahead in a thread
+pool, so files are read and parsed in parallel while the output order stays fixed.
 
-State: the input position, the cycle cursor and, per slot, the file name and that reader's own
-state (e.g. byte offset and line), so restoring opens the same files at the same offsets.
+State: the input position, the cycle cursor and, per slot, the file name, that reader's own
+state before its current chunk (e.g. byte offset and line) and the rows already taken from that
+chunk, so restoring opens the same files at the same offsets.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ class Interleave(Dataset):
         reader: Callable[[str], Dataset],
         cycle_length: int,
         num_parallel: int | None,
+        block_length: int | None = None,
     ) -> None:
         if parent._depth != 0:
             raise ValueError("interleave() reads its inputs one by one; call it before batch()")
         if int(cycle_length) < 1:
             raise ValueError(f"cycle_length must be >= 1, got {cycle_length}")
+        if block_length is not None and int(block_length) < 1:
+            raise ValueError(f"block_length must be >= 1 or None, got {block_length}")
         name = getattr(reader, "__qualname__", type(reader).__name__)
-        super().__init__(f"{parent._signature}/interleave({name},{cycle_length})", 0)
+        block = "" if block_length is None else f",{int(block_length)}"
+        super().__init__(f"{parent._signature}/interleave({name},{cycle_length}{block})", 0)
         self._parent, self._reader, self._cycle = parent, reader, int(cycle_length)
+        self._block = None if block_length is None else int(block_length)
         if num_parallel is None:
             num_parallel = min(self._cycle, os.cpu_count() or 1)
         self._num_parallel = int(num_parallel)
@@ -56,13 +64,56 @@ def _step(it: _Iterator) -> Any:
         return _END
 
 
-class _Slot:
-    __slots__ = ("path", "it", "pre", "future")
+class _ReadAhead(_Iterator):
+    """A reader's iterator whose next chunk is parsed ahead in a thread pool (when given one).
 
-    def __init__(self, path: str, it: _Iterator) -> None:
-        self.path, self.it = path, it
-        self.pre: Any = None
-        self.future: Future | None = None
+    `state()` is the position before the chunk `next()` returns next."""
+
+    def __init__(self, it: _Iterator, pool: ThreadPoolExecutor | None) -> None:
+        self._it, self._pool = it, pool
+        self._pre: Any = None
+        self._future: Future | None = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._pre = self._it.state()
+        self._future = None if self._pool is None else self._pool.submit(_step, self._it)
+
+    def next(self) -> Any:
+        item = self._future.result() if self._future is not None else _step(self._it)
+        self._future = None
+        if item is _END:
+            raise StopIteration
+        self._schedule()
+        return item
+
+    def state(self) -> dict[str, Any]:
+        return self._pre
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._cancel()
+        self._it.restore(state)
+        self._schedule()
+
+    def _cancel(self) -> None:
+        if self._future is not None:
+            self._future.cancel()
+            try:
+                self._future.result()
+            except BaseException:  # noqa: BLE001 - discarding: errors are irrelevant now
+                pass
+            self._future = None
+
+    def close(self) -> None:
+        self._cancel()
+        self._it.close()
+
+
+class _Slot:
+    __slots__ = ("path", "rows")
+
+    def __init__(self, path: str, rows: RowCursor) -> None:
+        self.path, self.rows = path, rows
 
 
 class _InterleaveIterator(_Iterator):
@@ -79,19 +130,21 @@ class _InterleaveIterator(_Iterator):
             raise TypeError(
                 f"interleave reader must return an unbatched Dataset for {path!r}, got {ds!r}"
             )
+        if self._pool is None and self._ds._num_parallel > 0:
+            self._pool = ThreadPoolExecutor(self._ds._num_parallel, thread_name_prefix="input-read")
         it = ds._iterator(self._ctx)
         if state is not None:
-            it.restore(state)
-        slot = _Slot(path, it)
-        self._read_ahead(slot)
-        return slot
+            it.restore(state["state"])
+        rows = RowCursor(_ReadAhead(it, self._pool))
+        if state is not None and state.get("off"):  # rows already taken from the current chunk
+            rows.restore({"up": state["state"], "off": state["off"]})
+        return _Slot(path, rows)
 
-    def _read_ahead(self, slot: _Slot) -> None:
-        slot.pre = slot.it.state()
-        if self._ds._num_parallel > 0:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._ds._num_parallel, thread_name_prefix="input-read")
-            slot.future = self._pool.submit(_step, slot.it)
+    def _take(self, slot: _Slot) -> Any:
+        """The next block of a slot's rows, or None when its reader is exhausted."""
+        block = self._ds._block
+        parts = slot.rows.take_chunk() if block is None else slot.rows.take(block)
+        return st.concat_rows(parts) if parts else None
 
     def _next_input(self) -> str | None:
         parts = self._inputs.take(1)
@@ -111,19 +164,21 @@ class _InterleaveIterator(_Iterator):
             if slot is None:
                 self._cursor = (self._cursor + 1) % len(self._slots)
                 continue
-            item = slot.future.result() if slot.future is not None else _step(slot.it)
-            if item is _END:
-                slot.it.close()
+            item = self._take(slot)
+            if item is None:
+                slot.rows.up.close()
                 path = self._next_input()
                 self._slots[self._cursor] = None if path is None else self._open(path)
                 continue
-            self._read_ahead(slot)
             self._cursor = (self._cursor + 1) % len(self._slots)
             return item
         raise StopIteration
 
     def state(self) -> dict[str, Any]:
-        slots = [None if s is None else {"path": s.path, "state": s.pre} for s in self._slots]
+        slots: list[dict[str, Any] | None] = []
+        for slot in self._slots:
+            at = None if slot is None else slot.rows.state()
+            slots.append(None if at is None else {"path": slot.path, "state": at["up"], "off": at["off"]})
         return {"inputs": self._inputs.state(), "started": self._started, "cursor": self._cursor,
                 "slots": slots}
 
@@ -131,18 +186,12 @@ class _InterleaveIterator(_Iterator):
         self._close_slots()
         self._inputs.restore(state["inputs"])
         self._started, self._cursor = bool(state["started"]), int(state["cursor"])
-        self._slots = [None if s is None else self._open(s["path"], s["state"]) for s in state["slots"]]
+        self._slots = [None if s is None else self._open(s["path"], s) for s in state["slots"]]
 
     def _close_slots(self) -> None:
         for slot in self._slots:
             if slot is not None:
-                if slot.future is not None:
-                    slot.future.cancel()
-                    try:
-                        slot.future.result()
-                    except BaseException:  # noqa: BLE001 - closing: errors are irrelevant now
-                        pass
-                slot.it.close()
+                slot.rows.up.close()
         self._slots = [None] * len(self._slots)
 
     def close(self) -> None:

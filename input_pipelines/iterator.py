@@ -6,6 +6,7 @@ from typing import Any
 
 from input_pipelines import _structure as st
 from input_pipelines._cursor import RowCursor
+from input_pipelines._seeds import Seeds
 from input_pipelines.dataset import Dataset, _Context, _Stats
 from input_pipelines.errors import StateError
 
@@ -21,23 +22,29 @@ class DatasetIterator:
     the dataset. `restore(state)` on a fresh `iter(dataset)` of the same pipeline continues with
     exactly the elements the original iterator would have produced next. Format::
 
-        {"version": 1, "pipeline": "<structure hash>", "skipped_rows": 0,
+        {"version": 1, "pipeline": "<structure hash>", "skipped_rows": 0, "seed": 8124...,
          "position": <nested dict, one level per stage, e.g.
             {"up": {"epoch": 2, "seen": true, "up": {"seed": 1, "step": 7, "carry": true,
              "emitted": 0, "from": {"inputs": ..., "cursor": 1, "slots": [
                 {"path": "train-00003.csv", "state": {"file": 0, "offset": 4194301}}, ...]}}},
              "off": 212}>}
 
-    Stages that buffer restore by replaying a bounded amount of input from a recorded
-    position: `batch` re-reads one upstream chunk, `shuffle` at most two windows.
+    `seed` is the root seed that stages given `seed=None` derive their seeds from (None when no
+    stage needed one): restoring it makes every later epoch's file order and shuffle the same
+    as in the saved run. Stages that buffer restore by replaying a bounded amount of input from
+    a recorded position: `batch` re-reads one upstream chunk, `shuffle` at most two windows.
     """
 
     def __init__(self, dataset: Dataset) -> None:
         self._dataset = dataset
         self._stats = _Stats()
-        self._it = dataset._iterator(_Context(self._stats))
-        self._cursor = RowCursor(self._it) if dataset._depth == 0 else None
+        self._build(Seeds())
         self._done = False
+
+    def _build(self, seeds: Seeds) -> None:
+        self._seeds = seeds
+        self._it = self._dataset._iterator(_Context(self._stats, seeds))
+        self._cursor = RowCursor(self._it) if self._dataset._depth == 0 else None
 
     def __iter__(self) -> DatasetIterator:
         return self
@@ -69,6 +76,7 @@ class DatasetIterator:
             "version": STATE_VERSION,
             "pipeline": self._dataset.fingerprint,
             "skipped_rows": self._stats.skipped_rows,
+            "seed": self._seeds.drawn,
             "position": position,
         }
 
@@ -86,6 +94,10 @@ class DatasetIterator:
                 "same pipeline as when the state was saved, or start the input from scratch"
             )
         try:
+            seed = state.get("seed")
+            if seed is not None and seed != self._seeds.drawn:
+                self._it.close()
+                self._build(Seeds(int(seed)))
             if self._cursor is None:
                 self._it.restore(state["position"])
             else:

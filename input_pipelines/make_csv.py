@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,17 @@ from input_pipelines.sources import list_files
 from input_pipelines.transforms import default_shard
 
 logger = logging.getLogger("input_pipelines")
+
+
+_MIN_CYCLE = 8  # files read at once when shuffling (more on machines with more cores)
+_BLOCK_ROWS = 256  # rows taken from each file in turn
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
 
 
 def _process_shard() -> tuple[int, int]:
@@ -64,15 +76,18 @@ def make_csv_dataset(
     reader = csv_reader(column_names, column_defaults, select_columns, label_name, field_delim,
                         header, on_error, sample_file=names[0])
     num_shards, index = _process_shard()
-    shard_rows = 1 < len(names) < num_shards
-    if num_shards > 1 and not shard_rows:
+    by_rows = num_shards > 1 and len(names) < num_shards
+    if by_rows:
+        _warn_once(f"{len(names)} file(s) for {num_shards} processes: every process parses all files "
+                   f"and keeps every {num_shards}-th row (as tf.data's AUTO sharding falls back to DATA); "
+                   "write at least one file per process to read less")
+    elif num_shards > 1:
         files = files.shard(num_shards, index)
-    elif shard_rows:
-        logger.warning("%d files for %d processes: every process parses all files and keeps 1/%d "
-                       "of the rows; write at least one file per process", len(names), num_shards, num_shards)
-    cycle = min(4, len(names)) if shuffle else 1
-    ds = files.interleave(reader, cycle_length=cycle)
-    if shard_rows or (num_shards > 1 and len(names) == 1):
+    # Like tf.data's make_csv_dataset (cycle_length AUTOTUNE, block_length 1): rows of several
+    # files arrive within every shuffle window, so a batch mixes many files.
+    cycle = min(len(names), max(_MIN_CYCLE, os.cpu_count() or 1)) if shuffle else 1
+    ds = files.interleave(reader, cycle_length=cycle, block_length=_BLOCK_ROWS if shuffle else None)
+    if by_rows:
         ds = ds.shard(num_shards, index)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer_size, seed)

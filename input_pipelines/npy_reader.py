@@ -10,6 +10,7 @@ Pickled object arrays are refused (`allow_pickle=False`). Position: (file index,
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -33,12 +34,13 @@ class NpyDataset(Dataset):
 
     def __init__(
         self,
-        filenames: str | Sequence[str],
+        filenames: str | os.PathLike | Sequence[str | os.PathLike],
         name: str | None = None,
         label_name: str | None = None,
         chunk_rows: int = 65536,
     ) -> None:
-        files = [str(filenames)] if isinstance(filenames, str) else [str(f) for f in filenames]
+        single = isinstance(filenames, (str, os.PathLike))
+        files = [os.fspath(filenames)] if single else [os.fspath(f) for f in filenames]
         if not files:
             raise NoFilesMatchError("NpyDataset got an empty list of files")
         super().__init__(f"npy({name},{label_name},{len(files)})")

@@ -22,14 +22,14 @@ import numpy as np
 from input_pipelines import _structure as st
 from input_pipelines.dataset import Dataset, _Context, _Iterator
 from input_pipelines.errors import StateError
-from input_pipelines.sources import fresh_seed, seed_int
 
 
 class Shuffle(Dataset):
     """Elements shuffled with a buffer of about `buffer_size` elements (rows before `batch()`).
 
-    Deterministic for a given `seed`; with `seed=None` a random seed is drawn per iterator and
-    kept in its state. Placed before `repeat()`, every epoch is shuffled differently.
+    Deterministic for a given `seed`; with `seed=None` the seed derives from the iterator's
+    random root seed, kept in its state. Placed before `repeat()`, every epoch is shuffled
+    differently.
     """
 
     def __init__(self, parent: Dataset, buffer_size: int, seed: int | None) -> None:
@@ -39,7 +39,7 @@ class Shuffle(Dataset):
         self._parent, self._size, self._seed = parent, int(buffer_size), seed
 
     def _iterator(self, ctx: _Context) -> _Iterator:
-        seed = seed_int(self._seed) if self._seed is not None else fresh_seed()
+        seed = ctx.seeds.for_stage(self._seed, self._signature)
         up = self._parent._iterator(ctx)
         pool = _RowPool() if self._parent._depth == 0 else _ListPool()
         return _ShuffleIterator(up, self._size, seed, ctx.epochs, pool)

@@ -19,17 +19,7 @@ import numpy as np
 
 from input_pipelines import _structure as st
 from input_pipelines.dataset import Dataset, _Context, _Iterator
-from input_pipelines.errors import NoFilesMatchError
-
-
-def fresh_seed() -> int:
-    """A random non-negative 63-bit seed (used when the user gives `seed=None`)."""
-    return int(np.random.SeedSequence().entropy % (2**63))
-
-
-def seed_int(seed: int) -> int:
-    """A user seed as a non-negative int usable in a numpy seed sequence."""
-    return int(seed) & (2**63 - 1)
+from input_pipelines.errors import NoFilesMatchError, StructureError
 
 
 def list_files(pattern: str | list[str], shuffle: bool = True, seed: int | None = None) -> Dataset:
@@ -56,6 +46,11 @@ class _FileList(Dataset):
         self._files = np.array(files, dtype=object)
         self._shuffle, self._seed = shuffle, seed
 
+    @property
+    def num_files(self) -> int:
+        """How many files the list holds (`shard()` checks there is one per shard)."""
+        return len(self._files)
+
     def _iterator(self, ctx: _Context) -> _Iterator:
         return _FileListIterator(self, ctx)
 
@@ -63,7 +58,7 @@ class _FileList(Dataset):
 class _FileListIterator(_Iterator):
     def __init__(self, ds: _FileList, ctx: _Context) -> None:
         self._ds, self._ctx, self._done = ds, ctx, False
-        self._seed = seed_int(ds._seed) if ds._seed is not None else fresh_seed()
+        self._seed = ctx.seeds.for_stage(ds._seed, ds._signature) if ds._shuffle else 0
 
     def next(self) -> Any:
         if self._done:
@@ -85,11 +80,33 @@ class _FileListIterator(_Iterator):
 def from_tensor_slices(tensors: Any, chunk_rows: int = 65536) -> Dataset:
     """Dataset whose elements are the rows (slices along axis 0) of `tensors`.
 
-    `tensors` is an array, a dict of arrays, or a tuple such as `(features_dict, labels)`; all
-    arrays must have the same first dimension. Arrays are passed on in chunks of `chunk_rows`.
+    As in tf.data, `tensors` is a structure of dicts and tuples whose leaves are arrays; a list
+    is one array (`[1, 2, 3]` gives three scalars, `[[1, 2], [3, 4]]` two rows of 2), e.g.
+    `({"x": x, "ids": [3, 1, 2]}, labels)`. All arrays must have the same first dimension. The
+    arrays are copied when the dataset is made and every element or batch owns its memory: later
+    changes to the inputs, or to a yielded batch, change nothing else.
     """
-    arrays = st.as_arrays(tensors)
+    arrays = _snapshot(tensors)
     return _TensorSlices(arrays, st.num_rows(arrays), int(chunk_rows))
+
+
+def _snapshot(tree: Any, where: str = "tensors") -> Any:
+    """A private copy of `tree`: dicts and tuples are structure, anything else one array."""
+    if isinstance(tree, dict):
+        return {k: _snapshot(v, f"{where}[{k!r}]") for k, v in tree.items()}
+    if isinstance(tree, tuple):
+        return tuple(_snapshot(v, f"{where}[{i}]") for i, v in enumerate(tree))
+    try:
+        a = np.array(tree)
+    except ValueError as e:  # ragged nested lists
+        raise StructureError(f"from_tensor_slices: {where} is not a rectangular array ({e}); give equally "
+                             "long rows, or a dict / tuple of arrays") from e
+    if a.dtype.kind == "U":
+        a = a.astype(object)
+    if a.dtype == object and a.ndim and any(isinstance(x, (list, tuple, dict)) for x in a.ravel()[:1]):
+        raise StructureError(f"from_tensor_slices: {where} holds nested Python containers, not values; give "
+                             "a rectangular array, or a dict / tuple of arrays")
+    return a
 
 
 class _TensorSlices(Dataset):
@@ -109,7 +126,7 @@ class _SliceIterator(_Iterator):
         if self._pos >= self._rows:
             raise StopIteration
         start, self._pos = self._pos, min(self._rows, self._pos + self._chunk)
-        return st.slice_rows(self._arrays, start, self._pos)
+        return st.map_structure(np.array, st.slice_rows(self._arrays, start, self._pos))  # owned copies
 
     def state(self) -> dict[str, Any]:
         return {"row": self._pos}

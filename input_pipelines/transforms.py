@@ -208,6 +208,13 @@ class Shard(Dataset):
             index = idx if index is None else index
         if not 0 <= int(index) < int(num_shards):
             raise ValueError(f"shard index must be in [0, {num_shards}), got {index}")
+        files = getattr(parent, "num_files", None)
+        if files is not None and files < int(num_shards):
+            raise ValueError(
+                f"shard({num_shards}) of a list of {files} file(s): shard {files} on would read "
+                "nothing; shard the rows instead (call shard() after interleave()), or write at "
+                "least one file per shard (make_csv_dataset falls back to rows itself)"
+            )
         super().__init__(f"{parent._signature}/shard({num_shards},{index})", parent._depth)
         self._parent, self._num, self._index = parent, int(num_shards), int(index)
 

@@ -39,3 +39,11 @@ def test_interleave_errors():
         Dataset.range(3).batch(2).interleave(_reader)
     with pytest.raises(TypeError, match="unbatched Dataset"):
         list(_names(2).interleave(lambda f: _reader(f).batch(2)))
+
+
+def test_block_length_takes_that_many_rows_per_turn_and_resumes(assert_resumes):
+    out = [int(r["v"]) for r in _names(2).interleave(_reader, cycle_length=2, num_parallel=0, block_length=3)]
+    assert out[:12] == [0, 1, 2, 100, 101, 102, 3, 4, 5, 103, 104, 105]  # blocks cross 5-row chunks
+    assert sorted(out) == [*range(10), *range(100, 120)]
+    ds = _names(7).interleave(_reader, cycle_length=3, num_parallel=2, block_length=3).batch(4)
+    assert_resumes(ds, [0, 1, 2, 7, 15, 30, 69])

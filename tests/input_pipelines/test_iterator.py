@@ -89,3 +89,32 @@ def test_restore_rejects_other_pipelines_and_bad_states():
     with pytest.raises(StateError, match="version"):
         iter(Dataset.range(10).batch(2)).restore({"position": 1})
     assert ip.DatasetIterator is type(it)
+
+
+
+def test_seed_none_resumes_exactly_across_epoch_boundaries(tmp_path, taxi_module):
+    """The seed drawn for seed=None is in the state: later epochs reshuffle files and rows
+    exactly as the saved run would have (not with freshly drawn seeds)."""
+    files = taxi_module.write_taxi_shards(str(tmp_path), rows=600, shards=3, seed=1)
+    reader = csv_reader(COLS, DEFAULTS, label_name="fare_amount")
+    ds = (Dataset.list_files(files).interleave(reader, cycle_length=2)
+          .shuffle(128).repeat(4).batch(50))  # 12 batches per epoch, seeds drawn at random
+    cuts = (0, 5, 11, 12, 13, 30)
+    it, full, states = iter(ds), [], {}
+    while True:
+        if len(full) in cuts:
+            states[len(full)] = json.loads(json.dumps(it.state()))
+        try:
+            full.append(next(it)[1])
+        except StopIteration:
+            break
+    assert len(full) == 48
+    for cut in cuts:
+        again = iter(ds)
+        again.restore(states[cut])
+        rest = [labels for _, labels in again]
+        assert len(rest) == len(full) - cut
+        for got, want in zip(rest, full[cut:], strict=True):
+            np.testing.assert_array_equal(got, want)
+    other = [labels for _, labels in iter(ds)]  # a new iterator draws another seed
+    assert not all(np.array_equal(a, b) for a, b in zip(other, full, strict=True))

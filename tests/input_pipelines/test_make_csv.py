@@ -10,11 +10,13 @@ import pytest
 
 from input_pipelines import DataFormatError, make_csv_dataset
 
-TAXI = "/work/shared/data/taxifare/taxi-train.csv"
+TAXI = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data",
+                                     "taxifare", "taxi-train.csv"))  # the course sample, beside the clone
 COLS = ["fare_amount", "pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers", "key"]
 DEFAULTS = [[0.0], [-74.0], [40.0], [-74.0], [40.7], [1.0], ["nokey"]]
 
-needs_taxi = pytest.mark.skipif(not os.path.exists(TAXI), reason=f"real taxi data not present at {TAXI}")
+needs_taxi = pytest.mark.skipif(not os.path.exists(TAXI), reason=f"real taxi data not found at {TAXI} "
+                                "(put the course sample in ../shared/data/taxifare/ beside the clone; see README)")
 
 
 @needs_taxi

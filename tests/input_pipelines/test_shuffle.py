@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from input_pipelines import Dataset, from_tensor_slices
@@ -53,3 +55,17 @@ def test_shuffle_resumes_exactly(assert_resumes):
     assert_resumes(elements, [0, 1, 5, 9, 10, 17, 40, 71, 72])
     unbatched = Dataset.range(300).shuffle(50, seed=5)
     assert_resumes(unbatched, [0, 1, 49, 50, 51, 123, 299, 300])
+
+
+def test_default_make_csv_batches_mix_many_files(tmp_path):
+    """tf.data-like defaults (several files read at once, small interleave blocks, a 10,000-row
+    buffer): a batch holds rows of many files, not of one or two (it was ~2 of 20)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "measure_shuffle_mixing", Path(__file__).resolve().parents[2] / "scripts" / "measure_shuffle_mixing.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    counts = measure.distinct_files_per_batch(measure.write_shards(str(tmp_path), 12, 5000), 256)
+    assert len(counts) == 12 * 5000 // 256
+    assert np.mean(counts) >= 6 and min(counts) >= 3, (np.mean(counts), min(counts))

@@ -1,4 +1,5 @@
-"""scripts/evaluate.py --continuous on a taxi model trained in the test."""
+"""scripts/evaluate.py --continuous on a taxi model trained in the test (synthetic data: runs on a
+fresh clone, no ../shared needed)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "taxifare")
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import evaluate  # noqa: E402
+import make_taxi_data  # noqa: E402
 
 from estimator import ModeKeys  # noqa: E402
 from models import task  # noqa: E402
@@ -18,13 +19,15 @@ from models import task  # noqa: E402
 
 def test_continuous_evaluates_the_final_step_and_exports(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
+    make_taxi_data.write_taxi_shards(str(tmp_path / "train"), rows=400, shards=2, seed=1)
+    make_taxi_data.write_taxi_shards(str(tmp_path / "valid"), rows=100, shards=1, seed=2)
     overrides = [f"run.model_dir={tmp_path / 'model'}", "run.save_checkpoints_steps=2", "run.steps_per_loop=1",
-                 f"data.train_files={DATA}/taxi-train.csv", f"data.eval_files={DATA}/taxi-valid.csv",
+                 f"data.train_files={tmp_path}/train/*.csv", f"data.eval_files={tmp_path}/valid/*.csv",
                  "data.batch_size=16", "train.max_steps=4", "eval.steps=2", "export.exporters=[final]"]
-    config = task.load_task_config("configs/taxi_fare_course.yaml", overrides)
+    config = task.load_task_config("configs/taxi_fare.yaml", overrides)
     task.build_estimator(config).train(task.input_fn(config, ModeKeys.TRAIN), max_steps=4)
 
-    code = evaluate.main(["--config", "configs/taxi_fare_course.yaml", "--set", *overrides,
+    code = evaluate.main(["--config", "configs/taxi_fare.yaml", "--set", *overrides,
                           "--continuous", "--poll_secs", "0.1", "--timeout_secs", "60"])
     assert code == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_taxi_data.py"
-SAMPLE = "/work/shared/data/taxifare/taxi-train.csv"
+SAMPLE = str(ROOT.parent / "shared" / "data" / "taxifare" / "taxi-train.csv")  # the course sample, beside the clone
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def test_with_time_columns(tmp_path, gen):
     assert df["key"].str.match(r"^20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\.000000-7").all()
 
 
-@pytest.mark.skipif(not os.path.exists(SAMPLE), reason=f"real taxi sample not present at {SAMPLE}")
+@pytest.mark.skipif(not os.path.exists(SAMPLE), reason=f"real taxi sample not found at {SAMPLE} (put the course sample in "
+                    "../shared/data/taxifare/ beside the clone; see README)")
 def test_resample_from_real_rows_via_cli(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--rows", "4000", "--shards", "2", "--out",
                           str(tmp_path), "--sample", SAMPLE, "--seed", "5"],
