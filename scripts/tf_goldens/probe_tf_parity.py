@@ -146,6 +146,23 @@ zero_w = np.zeros((4, 1), np.float32)
 show("binary_zero_weights", head_eval(binary_class_head.BinaryClassHead(weight_column="w"), logits,
                                       np.array([[0.0], [1.0], [1.0], [0.0]], np.float32), zero_w))
 
+# more heads, with weights: binary (thresholds), multi-class (vocabulary), regression, multi-label
+from tensorflow_estimator.python.estimator.head import multi_class_head, regression_head  # noqa: E402
+
+weights = np.array([[1.0], [2.0], [0.5], [1.5]], np.float32)
+hard = np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)
+show("binary_weighted", head_eval(binary_class_head.BinaryClassHead(weight_column="w", thresholds=[0.3, 0.7]),
+                                  logits, hard, weights))
+mc_logits = np.array([[1.0, 0.0, -1.0], [0.2, 0.3, 0.1], [-2.0, 1.0, 3.0], [0.0, 0.0, 0.0]], np.float32)
+show("multiclass_weighted_vocab", head_eval(
+    multi_class_head.MultiClassHead(3, weight_column="w", label_vocabulary=["a", "b", "c"]), mc_logits,
+    np.array([[b"a"], [b"a"], [b"c"], [b"b"]]), weights))
+show("regression_weighted", head_eval(regression_head.RegressionHead(weight_column="w"), logits,
+                                      np.array([[0.0], [1.0], [3.0], [-1.0]], np.float32), weights))
+ml_hard = np.array([[1, 0, 1], [0, 1, 0]], np.int64)
+show("multilabel_weighted", head_eval(multi_label_head.MultiLabelHead(3, weight_column="w", thresholds=[0.5]),
+                                      ml_logits, ml_hard, np.array([[2.0], [0.5]], np.float32)))
+
 # 9. DNN default optimizers: one step from the same init, string name vs an instance at rate 1
 import tensorflow_estimator as tfe  # noqa: E402,F401
 from tensorflow.keras.optimizers import legacy  # noqa: E402

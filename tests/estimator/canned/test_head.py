@@ -156,7 +156,7 @@ TF_MULTILABEL_SOFT = (0.578681468963623, {"auc": 1.0, "auc_precision_recall": 1.
 
 
 def _assert_metrics(got, want):
-    assert set(want) <= set(got)
+    assert set(want) == set(got)  # the same metric names as tf
     for key, value in want.items():
         assert got[key] == pytest.approx(value, abs=2e-6), key
 
@@ -203,3 +203,36 @@ def test_multi_label_head_predicts_classes_like_tf(vocab, names):
     pred = head.host_predictions({k: np.asarray(v) for k, v in spec.predictions.items()})
     assert {"classes", "logits", "probabilities"} <= set(pred)
     assert pred["classes"].tolist() == [names, names]
+
+
+W4 = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
+MC_LOGITS = np.array([[1.0, 0.0, -1.0], [0.2, 0.3, 0.1], [-2.0, 1.0, 3.0], [0.0, 0.0, 0.0]], np.float32)
+TF_WEIGHTED = {  # TF: binary_weighted, multiclass_weighted_vocab, regression_weighted, multilabel_weighted
+    "binary": (lambda: head_lib.BinaryClassHead(weight_column="w", thresholds=[0.3, 0.7]), LOGITS,
+               np.array([[0.0], [1.0], [1.0], [0.0]]), W4, (0.6409472227096558, {
+                   "accuracy": 0.7, "accuracy/positive_threshold_0.3": 0.7, "accuracy/positive_threshold_0.7": 0.6,
+                   "accuracy_baseline": 0.5, "auc": 1.0, "auc_precision_recall": 1.0, "average_loss": 0.512758,
+                   "label/mean": 0.5, "precision": 0.625, "precision/positive_threshold_0.3": 0.625,
+                   "precision/positive_threshold_0.7": 1.0, "prediction/mean": 0.559505, "recall": 1.0,
+                   "recall/positive_threshold_0.3": 1.0, "recall/positive_threshold_0.7": 0.2})),
+    "multiclass": (lambda: head_lib.MultiClassHead(3, weight_column="w", label_vocabulary=["a", "b", "c"]),
+                   MC_LOGITS, np.array([["a"], ["a"], ["c"], ["b"]]), W4,
+                   (1.0814580917358398, {"accuracy": 0.3, "average_loss": 0.865166})),
+    "regression": (lambda: head_lib.RegressionHead(weight_column="w"), LOGITS,
+                   np.array([[0.0], [1.0], [3.0], [-1.0]]), W4,
+                   (1.0859375, {"average_loss": 0.86875, "label/mean": 0.4, "prediction/mean": 0.275})),
+    "multilabel": (lambda: head_lib.MultiLabelHead(3, weight_column="w", thresholds=[0.5]), ML_LOGITS,
+                   np.array([[1, 0, 1], [0, 1, 0]]), np.array([2.0, 0.5], np.float32), (0.4054073989391327, {
+                       "accuracy/positive_threshold_0.5": 1.0, "auc": 1.0, "auc_precision_recall": 1.0,
+                       "average_loss": 0.324326, "precision/positive_threshold_0.5": 1.0,
+                       "recall/positive_threshold_0.5": 1.0})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TF_WEIGHTED))
+def test_weighted_heads_match_tf(case):
+    make, logits, labels, weights, (tf_loss, tf_metrics) = TF_WEIGHTED[case]
+    head = make()
+    loss, m, _ = _eval(head, logits, head.host_labels(labels), {"w": weights})
+    assert loss == pytest.approx(tf_loss, rel=1e-6)
+    _assert_metrics(m, tf_metrics)
