@@ -7,7 +7,8 @@ has two halves:
   by ``transform_features``): strings to ids by vocabulary, hashing (TensorFlow's
   FarmHash ``Fingerprint64``, so ids equal TensorFlow's), identity range checks
   and crossing. It replaces string features by int32 id arrays named
-  ``"<column name>__ids"`` and passes numeric features through;
+  ``"<column name>__ids"`` (int64 for columns of ``2**31`` buckets or more, which
+  the 32-bit device side refuses) and passes numeric features through;
 * the **device side** (jnp, inside the jitted ``model_fn``): bucketizing numbers,
   one-hot / indicator counts, embedding lookups with their combiners, and the
   concatenation into the input layer (``input_layer``) or the weighted sum of a

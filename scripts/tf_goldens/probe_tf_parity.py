@@ -185,3 +185,17 @@ def bias_step(optimizer):
 for name, unit in [("SGD", legacy.SGD(1.0)), ("Adagrad", legacy.Adagrad(1.0))]:
     by_name, at_one = bias_step(name), bias_step(unit)
     show(f"dnn_default_{name}_effective_lr", round(by_name / at_one, 6))
+
+
+# canned LinearRegressor: two steps of its default FTRL (rate 0.2) from zeros
+def linear_two_steps(**kw):
+    cols = [fc.numeric_column("x", shape=2), fc.categorical_column_with_vocabulary_list("c", ["a", "b"])]
+    est = tf.estimator.LinearRegressor(cols, model_dir=tempfile.mkdtemp(), **kw)
+    feats = {"x": X, "c": np.array([["a"], ["b"], ["zzz"]])}
+    est.train(lambda: tf.data.Dataset.from_tensors((feats, Y)).repeat(), steps=2)
+    names = [n for n in est.get_variable_names() if n.startswith("linear/linear_model/") and "Ftrl" not in n]
+    return {n: np.asarray(est.get_variable_value(n)).ravel().round(7).tolist() for n in sorted(names)}
+
+
+show("linear_ftrl_two_steps", linear_two_steps())
+show("linear_ftrl_two_steps_mean_combiner", linear_two_steps(sparse_combiner="mean"))
