@@ -233,6 +233,84 @@ def head_cases(rng, n):
     return cases
 
 
+CANNED_FEATURES = {
+    "x": [[1.0, 2.0], [0.5, -1.0], [3.0, 0.0], [-2.0, 0.5], [0.0, 0.0], [1.5, 1.5]],
+    "c": [["a"], ["b"], ["zzz"], ["c"], ["a"], [""]],
+    "w": [[1.0], [2.0], [0.5], [0.0], [1.5], [1.0]],
+}
+VOCAB = {"type": "vocab", "key": "c", "vocab": ["a", "b", "c"]}
+NUMERIC = {"type": "numeric", "key": "x", "shape": 2}
+# (estimator, columns by argument, other arguments, labels); optimizers are SGD at "lr" (TF and ours)
+CANNED = [
+    ("DNNClassifier", {"feature_columns": [NUMERIC, {"type": "embedding", "of": VOCAB, "dim": 2}]},
+     {"hidden_units": [3], "n_classes": 3, "label_vocabulary": ["p", "q", "r"], "weight_column": "w", "lr": 0.1},
+     [["p"], ["q"], ["r"], ["p"], ["r"], ["q"]]),
+    ("DNNRegressor", {"feature_columns": [NUMERIC, {"type": "indicator", "of": VOCAB}]},
+     {"hidden_units": [4, 2], "label_dimension": 2, "lr": 0.05},
+     [[1.0, 0.0], [2.0, 1.0], [3.0, -1.0], [0.5, 0.5], [0.0, 2.0], [-1.0, 1.0]]),
+    ("LinearClassifier", {"feature_columns": [NUMERIC, VOCAB]},
+     {"sparse_combiner": "mean", "weight_column": "w", "lr": 0.2}, [[0], [1], [1], [0], [1], [0]]),
+    ("LinearRegressor", {"feature_columns": [NUMERIC, VOCAB]}, {"lr": 0.1},
+     [[1.0], [2.0], [3.0], [0.5], [0.0], [-1.0]]),
+    ("DNNLinearCombinedRegressor", {"linear_feature_columns": [VOCAB, NUMERIC],
+                                    "dnn_feature_columns": [NUMERIC, {"type": "indicator", "of": VOCAB}]},
+     {"dnn_hidden_units": [3], "lr": 0.1}, [[1.0], [2.0], [3.0], [0.5], [0.0], [-1.0]]),
+]
+
+
+def _tf_canned_column(spec):
+    if spec["type"] == "numeric":
+        return fc.numeric_column(spec["key"], shape=spec["shape"])
+    if spec["type"] == "vocab":
+        return fc.categorical_column_with_vocabulary_list(spec["key"], spec["vocab"])
+    if spec["type"] == "embedding":
+        return fc.embedding_column(_tf_canned_column(spec["of"]), spec["dim"])
+    return fc.indicator_column(_tf_canned_column(spec["of"]))
+
+
+def _tf_estimator(name, columns, kwargs, lr, model_dir):
+    from tensorflow.keras.optimizers import legacy  # noqa: PLC0415
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "lr"}
+    kwargs.update({k: [_tf_canned_column(c) for c in cols] for k, cols in columns.items()})
+    if name.startswith("DNNLinearCombined"):
+        kwargs.update(linear_optimizer=legacy.SGD(lr), dnn_optimizer=legacy.SGD(lr))
+    else:
+        kwargs["optimizer"] = legacy.SGD(lr)
+    return getattr(tf.estimator, name)(model_dir=model_dir, config=tf.estimator.RunConfig(tf_random_seed=7),
+                                       **kwargs)
+
+
+def canned_cases():
+    """Canned estimators: weights before and after one SGD step, then evaluate and predict."""
+    import tempfile  # noqa: PLC0415
+
+    cases = []
+    feats = {"x": np.array(CANNED_FEATURES["x"], np.float32), "c": np.array(CANNED_FEATURES["c"]),
+             "w": np.array(CANNED_FEATURES["w"], np.float32)}
+    for name, columns, kwargs, labels in CANNED:
+        labels = np.array(labels)
+        labels = labels.astype(np.float32) if labels.dtype.kind == "f" else labels
+        def input_fn(labels=labels):
+            return tf.data.Dataset.from_tensors((feats, labels))
+        weights = []
+        for lr in (0.0, kwargs["lr"]):  # the same seeded init; a zero rate keeps it
+            est = _tf_estimator(name, columns, kwargs, lr, tempfile.mkdtemp())
+            est.train(input_fn, steps=1)
+            weights.append({n: np.asarray(est.get_variable_value(n)).tolist() for n in est.get_variable_names()
+                            if n != "global_step" and "/SGD" not in n and "training" not in n})
+        evaluated = est.evaluate(input_fn, steps=1)
+        predicted = list(est.predict(lambda: tf.data.Dataset.from_tensors(feats)))
+        keys = [k for k in predicted[0] if k not in ("all_classes", "all_class_ids")]
+        cases.append({
+            "estimator": name, "columns": columns, "kwargs": kwargs, "labels": labels.tolist(),
+            "features": CANNED_FEATURES, "init": weights[0], "after_one_step": weights[1],
+            "evaluate": {k: float(v) for k, v in evaluated.items() if k != "global_step"},
+            "predictions": {k: _np(np.array([p[k] for p in predicted])) for k in keys},
+        })
+    return cases
+
+
 def _float32_text(value):
     """Floats with 9 significant digits: exact for float32, and a third of the JSON."""
     if isinstance(value, float):
@@ -251,6 +329,7 @@ def main(seed: int = 15) -> None:
         "crosses": cross_cases(rng, 200),
         "weighted": weighted_cases(rng, 150),
         "heads": head_cases(rng, 200),
+        "canned": canned_cases(),
     }
     os.makedirs(OUT, exist_ok=True)
     for name, cases in goldens.items():

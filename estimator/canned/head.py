@@ -62,8 +62,13 @@ class LossReduction:
 
 
 def _sigmoid_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
-    """``max(x, 0) - x * z + log(1 + exp(-|x|))`` (tf.nn.sigmoid_cross_entropy_with_logits)."""
-    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    """tf.nn.sigmoid_cross_entropy_with_logits, by optax: ``-z log s(x) - (1 - z) log s(-x)``.
+
+    Its gradient is ``sigmoid(x) - z`` everywhere; the ``max(x, 0) - x z + log1p(exp(-|x|))``
+    form gives ``-z`` at ``x = 0`` under jax (the subgradients of max and abs do not cancel),
+    which is where every zero-initialised linear classifier starts.
+    """
+    return optax.sigmoid_binary_cross_entropy(logits, labels)
 
 
 class Head:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from estimator import ModeKeys, metrics, nn
+from estimator import ModeKeys, canned, metrics, nn
 from estimator import feature_column as fc
 from estimator.canned import head as head_lib
 
@@ -151,3 +151,50 @@ def test_heads_losses_metrics_and_predictions_match_tf():
                 np.testing.assert_array_equal(_decoded(predicted[name]), want, err_msg=f"{name} {case}")
             else:
                 np.testing.assert_allclose(predicted[name], want, rtol=1e-5, atol=1e-6, err_msg=f"{name} {case}")
+
+
+def _canned_column(spec):
+    if spec["type"] == "numeric":
+        return fc.numeric_column(spec["key"], shape=spec["shape"])
+    if spec["type"] == "vocab":
+        return fc.categorical_column_with_vocabulary_list(spec["key"], spec["vocab"])
+    if spec["type"] == "embedding":
+        return fc.embedding_column(_canned_column(spec["of"]), spec["dim"])
+    return fc.indicator_column(_canned_column(spec["of"]))
+
+
+def _canned(case, model_dir):
+    kwargs = {k: v for k, v in case["kwargs"].items() if k != "lr"}
+    kwargs.update({k: [_canned_column(c) for c in cols] for k, cols in case["columns"].items()})
+    sgd = {"name": "SGD", "learning_rate": case["kwargs"]["lr"]}
+    if case["estimator"].startswith("DNNLinearCombined"):
+        kwargs.update(linear_optimizer=sgd, dnn_optimizer=sgd)
+    else:
+        kwargs["optimizer"] = sgd
+    return getattr(canned, case["estimator"])(model_dir=model_dir, warm_start_from=case["init"], **kwargs)
+
+
+def test_canned_estimators_one_sgd_step_evaluate_and_predict_match_tf(tmp_path):
+    cases = _cases("canned")
+    assert {c["estimator"] for c in cases} >= {"DNNClassifier", "DNNRegressor", "LinearClassifier",
+                                               "LinearRegressor", "DNNLinearCombinedRegressor"}
+    for i, case in enumerate(cases):
+        f = case["features"]
+        features = {"x": np.array(f["x"], np.float32), "c": np.array(f["c"]), "w": np.array(f["w"], np.float32)}
+        labels = np.array(case["labels"])
+        est = _canned(case, str(tmp_path / str(i)))
+        est.train(lambda features=features, labels=labels: [(features, labels)], steps=1)
+        for name, value in case["after_one_step"].items():
+            np.testing.assert_allclose(est.get_variable_value(name), value, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{case['estimator']} {name}")
+        got = est.evaluate(lambda features=features, labels=labels: [(features, labels)])
+        for name, value in case["evaluate"].items():
+            assert got[name] == pytest.approx(value, rel=1e-5, abs=1e-6), (case["estimator"], name)
+        predicted = list(est.predict(lambda features=features: [features]))
+        for name, value in case["predictions"].items():
+            got = np.array([p[name] for p in predicted])
+            want = np.array(value)
+            if want.dtype.kind == "U":
+                np.testing.assert_array_equal(_decoded(got), want, err_msg=f"{case['estimator']} {name}")
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{case['estimator']} {name}")

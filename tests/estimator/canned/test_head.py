@@ -236,3 +236,15 @@ def test_weighted_heads_match_tf(case):
     loss, m, _ = _eval(head, logits, head.host_labels(labels), {"w": weights})
     assert loss == pytest.approx(tf_loss, rel=1e-6)
     _assert_metrics(m, tf_metrics)
+
+
+@pytest.mark.parametrize("make, logits", [(lambda: head_lib.BinaryClassHead(), np.zeros((4, 1), np.float32)),
+                                          (lambda: head_lib.MultiLabelHead(2), np.zeros((4, 2), np.float32))])
+def test_sigmoid_loss_gradient_at_zero_logits_is_sigmoid_minus_label(make, logits):
+    # where a zero-initialised linear classifier starts; tf's gradient: (sigmoid(0) - z) / n
+    import jax
+
+    head = make()
+    labels = head.host_labels(np.array([[0, 1], [1, 1], [1, 0], [0, 0]])[:, : logits.shape[1]])
+    grad = jax.grad(lambda x: head.loss(labels, x, {}))(logits)
+    np.testing.assert_allclose(grad, (0.5 - labels) / labels.size, rtol=1e-6)
