@@ -7,7 +7,8 @@ has two halves:
   by ``transform_features``): strings to ids by vocabulary, hashing (TensorFlow's
   FarmHash ``Fingerprint64``, so ids equal TensorFlow's), identity range checks
   and crossing. It replaces string features by int32 id arrays named
-  ``"<column name>__ids"`` and passes numeric features through;
+  ``"<column name>__ids"`` (int64 for columns of ``2**31`` buckets or more, which
+  the 32-bit device side refuses) and passes numeric features through;
 * the **device side** (jnp, inside the jitted ``model_fn``): bucketizing numbers,
   one-hot / indicator counts, embedding lookups with their combiners, and the
   concatenation into the input layer (``input_layer``) or the weighted sum of a
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 IDS_SUFFIX = "__ids"
+MISSING_ID = -2  # host-internal leaf id of a missing input (a cross drops it; -1 it crosses)
+MAX_DEVICE_BUCKETS = 2**31 - 1  # ids are int32 on the device (jax_enable_x64 is off)
 DEFAULT_HASH_KEY = 0xDECAFCAFFE  # tf sparse_ops._DEFAULT_HASH_KEY, the crossed_column default
 COMBINERS = ("mean", "sum", "sqrtn")
 
@@ -122,8 +125,19 @@ class CategoricalColumn(FeatureColumn):
         """Host side: int64 ids ``[batch, n]`` of the raw features, ``-1`` where missing."""
         raise NotImplementedError
 
+    def _leaf_ids(self, features: Mapping[str, Any]) -> np.ndarray:
+        """Host ids as a ``crossed_column`` reads them: ``MISSING_ID`` where there is no entry.
+
+        TensorFlow crosses every id an input has, also the ``-1`` a vocabulary gives
+        out-of-vocabulary values; only missing inputs (dropped before the lookup)
+        take no part. Here ``-1`` therefore stays an id and missing is ``MISSING_ID``.
+        """
+        ids = self.host_ids(features)
+        return np.where(ids < 0, MISSING_ID, ids)
+
     def device_ids(self, features: Mapping[str, Any]) -> tuple[jax.Array, jax.Array | None]:
         """Device side: (int32 ids ``[batch, n]``, optional float weights ``[batch, n]``)."""
+        _check_device_buckets(self)
         return _get(features, self.name + IDS_SUFFIX, self).astype(jnp.int32), None
 
 
@@ -179,6 +193,20 @@ def _as_int(arr: np.ndarray, column: FeatureColumn) -> np.ndarray:
         f"feature column {column.name!r} expects integer values, got dtype {arr.dtype}.")
 
 
+def _id_dtype(column: CategoricalColumn) -> type:
+    """int32 where every id of ``column`` fits (what the device takes), else int64."""
+    return np.int32 if column.num_buckets <= MAX_DEVICE_BUCKETS else np.int64
+
+
+def _check_device_buckets(column: CategoricalColumn) -> None:
+    if column.num_buckets > MAX_DEVICE_BUCKETS:
+        raise FeatureColumnError(
+            f"feature column {column.name!r} has {column.num_buckets} buckets, more than the "
+            f"{MAX_DEVICE_BUCKETS} int32 ids the device side can index; its host ids "
+            "(transform_features, host_ids) are int64 and right, but an embedding, indicator or "
+            "linear model over it needs hash_bucket_size < 2**31.")
+
+
 def _check_combiner(combiner: str, what: str) -> None:
     if combiner not in COMBINERS:
         raise FeatureColumnError(f"{what}: combiner must be one of {COMBINERS}, got {combiner!r}.")
@@ -195,8 +223,12 @@ def _combine(values: jax.Array, mask: jax.Array, weights: jax.Array | None, comb
     """Weighted combination over axis 1 of ``values`` [B, n, d]; empty rows give zeros.
 
     As tf's ``safe_embedding_lookup_sparse``: sum = sum_i w_i v_i; mean divides by
-    sum_i w_i; sqrtn divides by sqrt(sum_i w_i^2).
+    sum_i w_i; sqrtn divides by sqrt(sum_i w_i^2). For mean and sqrtn TensorFlow
+    first drops the entries whose weight is not positive (``_prune_invalid_weights``);
+    sum keeps negative weights.
     """
+    if weights is not None and combiner != "sum":
+        mask = mask & (weights > 0)
     w = mask.astype(values.dtype) if weights is None else jnp.where(mask, weights, 0).astype(values.dtype)
     total = jnp.einsum("bn,bnd->bd", w, values)
     if combiner == "sum":
@@ -352,6 +384,9 @@ class VocabularyCategoricalColumn(CategoricalColumn):
         return isinstance(self.vocabulary_list[0], str)
 
     def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
+        return np.maximum(self._leaf_ids(features), -1)
+
+    def _leaf_ids(self, features: Mapping[str, Any]) -> np.ndarray:
         raw = _as_2d(_get(features, self.key, self))
         values = _as_str(raw, self) if self._is_string else _as_int(raw, self)
         uniq, inverse = np.unique(values, return_inverse=True)
@@ -365,7 +400,7 @@ class VocabularyCategoricalColumn(CategoricalColumn):
                     fingerprint64(text) % np.uint64(self.num_oov_buckets)).astype(np.int64)
             else:
                 ids[oov] = self.default_value
-        ids[_missing(uniq)] = -1
+        ids[_missing(uniq)] = MISSING_ID
         return ids[inverse.reshape(-1)].reshape(values.shape)
 
 
@@ -404,11 +439,15 @@ def categorical_column_with_vocabulary_file(key: str, vocabulary_file: str,
     """tf ``categorical_column_with_vocabulary_file``: one vocabulary entry per line.
 
     The file is read now (first ``vocabulary_size`` lines) and the vocabulary is
-    embedded in the column's JSON config, so exports do not need the file.
+    embedded in the column's JSON config, so exports do not need the file. As in
+    TensorFlow, lines end at ``"\\n"`` only: a ``"\\r"`` before it and Unicode line
+    separators (``\\u2028``, ``\\x85``, ...) are part of the entry.
     """
     try:
-        with open(vocabulary_file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(vocabulary_file, encoding="utf-8", newline="") as f:
+            lines = f.read().split("\n")
+        if lines[-1] == "":  # the file ends with a newline
+            lines.pop()
     except OSError as e:
         raise FeatureColumnError(f"vocabulary column {key!r}: cannot read {vocabulary_file!r}: {e}") from e
     if vocabulary_size is not None:
@@ -439,9 +478,11 @@ class HashedCategoricalColumn(CategoricalColumn):
         return self.hash_bucket_size
 
     def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
-        values = _as_str(_as_2d(_get(features, self.key, self)), self)
+        raw = _as_2d(_get(features, self.key, self))
+        values = _as_str(raw, self)
         ids = (fingerprint64(values) % np.uint64(self.hash_bucket_size)).astype(np.int64)
-        return np.where(values == "", -1, ids)
+        missing = values == "" if _is_string(raw) else _as_int(raw, self) == -1
+        return np.where(missing, -1, ids)
 
 
 def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int,
@@ -450,6 +491,7 @@ def categorical_column_with_hash_bucket(key: str, hash_bucket_size: int,
 
     Integers are hashed as their decimal strings (as TensorFlow does). The ids
     equal ``tf.strings.to_hash_bucket_fast``'s; stable across runs and machines.
+    ``""`` and, for integer features, ``-1`` are missing (no id), as in TensorFlow.
     """
     del dtype  # strings and integers are both accepted
     if int(hash_bucket_size) < 1:
@@ -532,10 +574,10 @@ class CrossedColumn(CategoricalColumn):
 
     def host_ids(self, features: Mapping[str, Any]) -> np.ndarray:
         ordered = self._ordered_leaves()
-        return self._cross_ids(features, [None if isinstance(k, str) else k.host_ids(features) for k in ordered])
+        return self._cross_ids(features, [None if isinstance(k, str) else k._leaf_ids(features) for k in ordered])
 
     def _cross_ids(self, features: Mapping[str, Any], leaf_ids: Sequence[np.ndarray | None]) -> np.ndarray:
-        """Ids of the cross; ``leaf_ids[i]`` are the ids of ``_ordered_leaves()[i]`` (None: a raw key)."""
+        """Ids of the cross; ``leaf_ids[i]``: ``_ordered_leaves()[i]._leaf_ids`` (None: a raw key)."""
         parts = []
         for leaf, vals in zip(self._ordered_leaves(), leaf_ids, strict=True):
             if vals is None:
@@ -545,7 +587,9 @@ class CrossedColumn(CategoricalColumn):
                     parts.append((fingerprint64(text), text != ""))
                     continue
                 vals = _as_int(raw, self)
-            parts.append((vals.astype(np.uint64), vals != -1))
+                vals = np.where(vals == -1, MISSING_ID, vals)
+            # an id of -1 (out of vocabulary) is hashed as the int64 -1, as TensorFlow does
+            parts.append((vals.astype(np.uint64), vals != MISSING_ID))
         batch = parts[0][0].shape[0]
         hashed = np.full((batch, 1), np.uint64(DEFAULT_HASH_KEY if self.hash_key is None else self.hash_key))
         valid = np.ones((batch, 1), bool)
@@ -560,9 +604,11 @@ def crossed_column(keys: Sequence[Any], hash_bucket_size: int, hash_key: int | N
     """tf ``crossed_column``: ``FingerprintCat64`` of the inputs' fingerprints, mod the size.
 
     ``keys`` are raw feature names (strings are fingerprinted, integers used as is)
-    or categorical columns (their ids: bucketized, vocabulary, hashed, crossed).
-    The ids equal TensorFlow's for the same inputs (see the module docstring for
-    the input order). Crossing runs on the host.
+    or categorical columns (their ids: bucketized, vocabulary, identity, crossed;
+    a vocabulary's out-of-vocabulary id -1 is crossed too). The ids equal
+    TensorFlow's for the same inputs (see the module docstring for the input
+    order). Crossing runs on the host. As TensorFlow, hashed columns are refused:
+    cross the raw feature name instead.
     """
     keys = tuple(keys)
     if len(keys) < 2:
@@ -570,6 +616,11 @@ def crossed_column(keys: Sequence[Any], hash_bucket_size: int, hash_key: int | N
     for key in keys:
         if isinstance(key, WeightedCategoricalColumn):
             raise FeatureColumnError(f"crossed_column does not support weighted columns ({key.name}).")
+        if isinstance(key, HashedCategoricalColumn):
+            raise FeatureColumnError(
+                f"crossed_column: categorical_column_with_hash_bucket ({key.name!r}) is not supported "
+                f"for crossing (as in TensorFlow: hashing before crossing adds collisions); pass the "
+                f"feature name {key.key!r} instead.")
         if not isinstance(key, str | CategoricalColumn):
             raise FeatureColumnError(
                 f"crossed_column keys must be feature names or categorical columns, got "
@@ -673,6 +724,7 @@ class EmbeddingColumn(DenseColumn):
         return self.dimension
 
     def dense(self, features: Mapping[str, Any]) -> jax.Array:
+        ids, weights = self.categorical_column.device_ids(features)  # first: checks the id range
         stddev = self.initializer_stddev or 1.0 / math.sqrt(self.dimension)
         with nn.scope(self.name):
             table = nn.get_parameter(
@@ -680,7 +732,6 @@ class EmbeddingColumn(DenseColumn):
                 init=jax.nn.initializers.truncated_normal(stddev))
         if not self.trainable:
             table = jax.lax.stop_gradient(table)
-        ids, weights = self.categorical_column.device_ids(features)
         rows = jnp.take(table, jnp.maximum(ids, 0), axis=0)
         if self.max_norm is not None:
             norm = jnp.linalg.norm(rows, axis=-1, keepdims=True)
@@ -728,9 +779,10 @@ def transform_features(features: Mapping[str, Any], columns: Iterable[FeatureCol
     """Host side of ``columns`` for one batch: the features the device side needs.
 
     Numeric (and boolean) features pass through (float64 -> float32, int64 ->
-    int32); string features are dropped once turned into ids; each host-side
-    categorical column adds int32 ids ``"<name>__ids"`` of shape ``[batch, n]``
-    (``-1`` = missing). A numeric column with a ``default_value`` whose key is
+    int32, or float32 for values beyond int32); string features are dropped once
+    turned into ids; each host-side categorical column adds int32 ids
+    ``"<name>__ids"`` of shape ``[batch, n]`` (``-1`` = missing; int64 for a column
+    with more than ``2**31 - 1`` buckets, which the device side refuses). A numeric column with a ``default_value`` whose key is
     absent is filled with it. For many batches, :class:`HostTransform` does the
     same with the per-column work prepared once.
     """
@@ -785,7 +837,9 @@ class HostTransform:
             if arr.dtype == np.float64:
                 arr = arr.astype(np.float32)
             elif arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
-                arr = arr.astype(np.int32)
+                fits = arr.size == 0 or (arr.min() >= -(2**31) and arr.max() < 2**31)
+                # the device is 32-bit: values beyond int32 would wrap silently, float32 keeps their size
+                arr = arr.astype(np.int32 if fits else np.float32)
             out[key] = arr
         for column in self._fills:
             if column.key not in out:
@@ -798,29 +852,29 @@ class HostTransform:
 
         def ids_of(i: int) -> np.ndarray:
             if leaf_ids[i] is None:
-                leaf_ids[i] = self._leaves[i].host_ids(filled)
+                leaf_ids[i] = self._leaves[i]._leaf_ids(filled)
             return leaf_ids[i]
 
         for name, column, index, table in self._plan:
             parts = [None if i is None else ids_of(i) for i in index]
             if not isinstance(column, CrossedColumn):
-                ids = parts[0]
+                ids = np.maximum(parts[0], -1)
             elif table is None:
                 ids = column._cross_ids(filled, parts)
             else:
                 ids = _lookup(table, parts)
-            out[name] = ids.astype(np.int32)
+            out[name] = ids.astype(_id_dtype(column))
         return out
 
 
 class _CrossTable(NamedTuple):
-    ids: np.ndarray  # the cross's id for every combination of leaf ids -1..size-1, C order
+    ids: np.ndarray  # the cross's id for every combination of leaf ids MISSING_ID..size-1, C order
     sizes: tuple[int, ...]  # num_buckets of each leaf
     offset: int  # flat position of the combination (0, ..., 0)
 
 
 def _ids_in_range(column: CategoricalColumn) -> bool:
-    """Whether ``column.host_ids`` gives ids in ``[-1, num_buckets)`` whatever the input."""
+    """Whether ``column._leaf_ids`` gives ids in ``[MISSING_ID, num_buckets)`` whatever the input."""
     if isinstance(column, BucketizedColumn | HashedCategoricalColumn):
         return True
     if isinstance(column, IdentityCategoricalColumn):
@@ -835,11 +889,12 @@ def _cross_table(column: CrossedColumn, ordered: list[Any]) -> _CrossTable | Non
     if not all(isinstance(k, CategoricalColumn) and _ids_in_range(k) for k in ordered):
         return None
     sizes = tuple(k.num_buckets for k in ordered)
-    if math.prod(s + 1 for s in sizes) > MAX_CROSS_TABLE:
+    values = [s - MISSING_ID for s in sizes]  # leaf ids MISSING_ID..size-1
+    if math.prod(values) > MAX_CROSS_TABLE:
         return None
-    grid = np.indices([s + 1 for s in sizes]).reshape(len(sizes), -1, 1) - 1  # one example per combination
-    strides = np.cumprod([1] + [s + 1 for s in sizes[:0:-1]])[::-1]
-    return _CrossTable(column._cross_ids({}, list(grid))[:, 0], sizes, int(strides.sum()))
+    grid = np.indices(values).reshape(len(sizes), -1, 1) + MISSING_ID  # one example per combination
+    strides = np.cumprod([1] + values[:0:-1])[::-1]
+    return _CrossTable(column._cross_ids({}, list(grid))[:, 0], sizes, -MISSING_ID * int(strides.sum()))
 
 
 def _lookup(table: _CrossTable, leaf_ids: list[np.ndarray]) -> np.ndarray:
@@ -851,7 +906,7 @@ def _lookup(table: _CrossTable, leaf_ids: list[np.ndarray]) -> np.ndarray:
     for i, (ids, size) in enumerate(zip(leaf_ids, table.sizes, strict=True)):
         if multivalent:
             ids = ids.reshape((batch,) + (1,) * i + (ids.shape[1],) + (1,) * (k - 1 - i))
-        flat = ids if flat is None else flat * (size + 1) + ids
+        flat = ids if flat is None else flat * (size - MISSING_ID) + ids
     return table.ids[flat + table.offset].reshape(batch, width)
 
 
@@ -956,8 +1011,8 @@ def linear_model(features: Mapping[str, Any], feature_columns: Iterable[FeatureC
         for column in columns:
             with nn.scope(column.name):
                 if isinstance(column, CategoricalColumn):
+                    ids, weights = column.device_ids(features)  # first: checks the id range
                     w = nn.get_parameter("weights", (column.num_buckets, units), init=zeros)
-                    ids, weights = column.device_ids(features)
                     rows = jnp.take(w, jnp.maximum(ids, 0), axis=0)
                     part = _combine(rows, ids >= 0, weights, sparse_combiner)
                 else:

@@ -6,7 +6,10 @@ norm if asked) -> ``logits``. Parameter names follow tf: ``dnn/hiddenlayer_0/ker
 ``dnn/hiddenlayer_0/bias``, ``dnn/hiddenlayer_0/batchnorm_0/gamma``,
 ``dnn/logits/kernel``, ``dnn/input_from_feature_columns/input_layer/<col>_embedding/embedding_weights``.
 Kernels start glorot-uniform, biases zero (tf's defaults). Default optimizer:
-Adagrad with learning rate 0.05 (tf's ``_LEARNING_RATE``).
+Adagrad; a named optimizer without ``learning_rate`` steps at the keras class's
+own rate (Adagrad, Adam, RMSProp, Ftrl 0.001; SGD 0.01), as TF 2.x's
+``DNNClassifier`` / ``DNNRegressor`` do (their ``_LEARNING_RATE = 0.05`` is only
+used by the v1 estimators).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from estimator.spec import ModeKeys
 
 __all__ = ["DNNClassifier", "DNNEstimator", "DNNRegressor", "dnn_logits"]
 
-LEARNING_RATE = 0.05  # tf.estimator dnn.py _LEARNING_RATE
 BATCH_NORM_MOMENTUM = 0.999  # tf.estimator dnn.py batch norm layers
 
 
@@ -68,7 +70,7 @@ class DNNEstimator(CannedEstimator):
       activation_fn: hidden activation (callable or ``jax.nn`` name), relu by default.
       dropout: fraction of units dropped in training after each hidden layer.
       batch_norm: batch normalisation after each hidden layer.
-      learning_rate: rate of a named optimizer (default 0.05, tf's).
+      learning_rate: rate of a named optimizer (default: the optimizer's own, 0.001 or SGD 0.01, as tf).
       feature_engineering_fn: device-side ``features -> features`` before the columns.
     """
 
@@ -84,7 +86,7 @@ class DNNEstimator(CannedEstimator):
         self._hidden_units = _check_hidden_units(hidden_units, dropout)
         self._activation_fn, self._dropout, self._batch_norm = activation_fn, dropout, bool(batch_norm)
         self._optimizer_spec = (optimizer, learning_rate)
-        get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        get_optimizer(optimizer, learning_rate)  # fail early on a bad name
         super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
 
     def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
@@ -93,7 +95,7 @@ class DNNEstimator(CannedEstimator):
 
     def _train_optimizer(self) -> optax.GradientTransformation:
         optimizer, learning_rate = self._optimizer_spec
-        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        return get_optimizer(optimizer, learning_rate)
 
 
 class DNNRegressor(DNNEstimator):

@@ -12,8 +12,12 @@ A head turns the logits a network computes into an ``EstimatorSpec``:
 * ``MultiClassHead``: softmax cross-entropy; predictions ``logits``,
   ``probabilities``, ``class_ids``, ``classes``...; metrics ``accuracy``, ``average_loss``.
 * ``MultiLabelHead``: per-class sigmoid cross-entropy averaged over classes;
-  predictions ``logits``, ``probabilities``; metrics ``average_loss``, ``auc``,
+  predictions ``logits``, ``probabilities``, ``classes`` (every class name, as
+  tf), ``all_class_ids``, ``all_classes``; metrics ``average_loss``, ``auc``,
   ``auc_precision_recall`` (and thresholded accuracy / precision / recall).
+
+``BinaryClassHead`` and ``MultiLabelHead`` take numeric labels in [0, 1]: 0/1
+classes or soft labels (probabilities), as tf; other values raise ``HeadError``.
 
 Example weights come from the feature ``weight_column``. The training loss is
 ``sum(weight * loss) / number_of_loss_values`` (``SUM_OVER_BATCH_SIZE``, tf's
@@ -58,8 +62,13 @@ class LossReduction:
 
 
 def _sigmoid_cross_entropy(labels: jax.Array, logits: jax.Array) -> jax.Array:
-    """``max(x, 0) - x * z + log(1 + exp(-|x|))`` (tf.nn.sigmoid_cross_entropy_with_logits)."""
-    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    """tf.nn.sigmoid_cross_entropy_with_logits, by optax: ``-z log s(x) - (1 - z) log s(-x)``.
+
+    Its gradient is ``sigmoid(x) - z`` everywhere; the ``max(x, 0) - x z + log1p(exp(-|x|))``
+    form gives ``-z`` at ``x = 0`` under jax (the subgradients of max and abs do not cancel),
+    which is where every zero-initialised linear classifier starts.
+    """
+    return optax.sigmoid_binary_cross_entropy(logits, labels)
 
 
 class Head:
@@ -177,9 +186,35 @@ def _mean(values: jax.Array, weights: jax.Array) -> metrics_lib.MetricOp:
 
 
 def _accuracy_baseline() -> metrics_lib.Metric:
-    """``max(label_mean, 1 - label_mean)``: accuracy of always predicting the majority class."""
+    """``max(label_mean, 1 - label_mean)``: accuracy of always predicting the majority class.
+
+    As tf: ``max(total, count - total) / count`` of the label mean, so 0 when every weight is 0.
+    """
     mean = metrics_lib.Mean()
-    return mean._replace(compute=lambda s: jnp.maximum(mean.compute(s), 1.0 - mean.compute(s)))
+
+    def compute(state: Any) -> jax.Array:
+        total, count = state["total"], state["count"]
+        best = jnp.maximum(total, count - total)
+        return jnp.where(count == 0, 0.0, best / jnp.where(count == 0, 1.0, count))
+
+    return mean._replace(compute=compute)
+
+
+def _soft_labels(head: Head, labels: Any) -> np.ndarray:
+    """Host: numeric labels in [0, 1] (hard 0/1 or soft probabilities, as tf) as float32."""
+    arr = np.asarray(labels)
+    if arr.dtype.kind in "USO":
+        raise HeadError(
+            f"{type(head).__name__}: labels are strings; pass label_vocabulary=[...] to map them to ids.")
+    if arr.dtype.kind not in "fiub":
+        raise HeadError(f"{type(head).__name__}: labels must be numbers, got dtype {arr.dtype}.")
+    arr = arr.astype(np.float32)
+    bad = ~((arr >= 0) & (arr <= 1))  # NaN is bad too
+    if bad.any():
+        raise HeadError(
+            f"{type(head).__name__}: labels must be in [0, 1] (0/1 classes or soft probabilities), "
+            f"got {np.unique(arr[bad])[:10].tolist()}.")
+    return arr
 
 
 class RegressionHead(Head):
@@ -298,13 +333,13 @@ class _ClassHead(Head):
             out["all_classes"] = self._class_names[np.asarray(out["all_class_ids"])]
         return out
 
-    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+    def _labels(self, labels: Any, logits: jax.Array, dtype: Any = jnp.int32) -> jax.Array:
         labels = jnp.asarray(labels)
         if labels.size != logits.shape[0]:
             raise HeadError(
                 f"{type(self).__name__}: expected one class label per example (shape [batch] or "
                 f"[batch, 1]), got labels of shape {tuple(labels.shape)} for {logits.shape[0]} examples.")
-        return labels.reshape(-1, 1).astype(jnp.int32)
+        return labels.reshape(-1, 1).astype(dtype)
 
     def _all_class_ids(self, batch: int) -> jax.Array:
         return jnp.broadcast_to(jnp.arange(self.n_classes, dtype=jnp.int32), (batch, self.n_classes))
@@ -333,8 +368,16 @@ class BinaryClassHead(_ClassHead):
             if not 0.0 < t < 1.0:
                 raise HeadError(f"BinaryClassHead thresholds must be in (0, 1), got {t}.")
 
+    def host_labels(self, labels: Any) -> Any:
+        if self.label_vocabulary is not None:
+            return self._ids_of(labels).astype(np.float32)
+        return _soft_labels(self, labels)
+
+    def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
+        return _ClassHead._labels(self, labels, logits, jnp.float32)
+
     def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
-        return _sigmoid_cross_entropy(labels.astype(jnp.float32), logits)
+        return _sigmoid_cross_entropy(labels, logits)
 
     def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
         logits = self._check_logits(logits)
@@ -419,21 +462,24 @@ class MultiLabelHead(_ClassHead):
     def host_labels(self, labels: Any) -> Any:
         arr = np.asarray(labels)
         if self.label_vocabulary is None:
-            if arr.ndim != 2 or arr.shape[1] != self.n_classes or not np.isin(arr, (0, 1)).all():
+            if arr.ndim != 2 or arr.shape[1] != self.n_classes:
                 raise HeadError(
-                    f"MultiLabelHead: labels must be multi-hot 0/1 of shape [batch, {self.n_classes}], "
-                    f"got shape {arr.shape}.")
-            return arr.astype(np.int32)
+                    f"MultiLabelHead: labels must be multi-hot (0/1, or soft in [0, 1]) of shape "
+                    f"[batch, {self.n_classes}], got shape {arr.shape}.")
+            return _soft_labels(self, arr)
         text = arr.reshape(arr.shape[0], -1)
         present = text.astype(str) != ""
         ids = self._ids_of(np.where(present, text, self.label_vocabulary[0]))
-        hot = np.zeros((arr.shape[0], self.n_classes), np.int32)
+        hot = np.zeros((arr.shape[0], self.n_classes), np.float32)
         rows = np.nonzero(present)[0]
         hot[rows, ids[present]] = 1
         return hot
 
     def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        return _ClassHead.host_predictions(self, predictions)
+        out = _ClassHead.host_predictions(self, predictions)
+        if "all_class_ids" in out:  # tf's MultiLabelHead: ``classes`` = every class name, per example
+            out["classes"] = out["all_classes"]
+        return out
 
     def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
         labels = jnp.asarray(labels)
@@ -441,10 +487,10 @@ class MultiLabelHead(_ClassHead):
             raise HeadError(
                 f"MultiLabelHead: labels must be multi-hot [batch, {self.n_classes}], got "
                 f"{tuple(labels.shape)}.")
-        return labels.astype(jnp.int32)
+        return labels.astype(jnp.float32)
 
     def _unreduced_loss(self, labels: jax.Array, logits: jax.Array) -> jax.Array:
-        return jnp.mean(_sigmoid_cross_entropy(labels.astype(jnp.float32), logits), axis=1, keepdims=True)
+        return jnp.mean(_sigmoid_cross_entropy(labels, logits), axis=1, keepdims=True)
 
     def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
         logits = self._check_logits(logits)

@@ -114,6 +114,9 @@ _BY_NAME: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adagrad": _adagrad, "adam": _adam, "ftrl": ftrl, "rmsprop": _rmsprop, "sgd": _sgd,
 }
 NAMES = ("Adagrad", "Adam", "Ftrl", "RMSProp", "SGD")
+# The optimizer classes' own rates (tf.keras.optimizers.legacy, TF 2.15): what tf.estimator's
+# get_optimizer_instance_v2 gives a name without a rate, e.g. DNNClassifier(optimizer="Adagrad").
+KERAS_DEFAULT_LEARNING_RATES = {"adagrad": 0.001, "adam": 0.001, "ftrl": 0.001, "rmsprop": 0.001, "sgd": 0.01}
 
 
 def get_optimizer(optimizer: Any, learning_rate: float | None = None,
@@ -126,7 +129,9 @@ def get_optimizer(optimizer: Any, learning_rate: float | None = None,
         (handy in YAML configs), an ``optax.GradientTransformation``, or a
         zero-argument callable returning one.
       learning_rate: the rate for a named optimizer (overrides the default).
-      default_learning_rate: the estimator's tf default rate for named optimizers.
+      default_learning_rate: the estimator's tf default rate for named optimizers;
+        without one, the keras class's own (``KERAS_DEFAULT_LEARNING_RATES``: 0.001,
+        SGD 0.01), as tf.estimator's ``get_optimizer_instance_v2``.
     Returns:
       an ``optax.GradientTransformation``.
     """
@@ -145,7 +150,7 @@ def get_optimizer(optimizer: Any, learning_rate: float | None = None,
             raise OptimizerError(f"unknown optimizer {optimizer!r}; use one of {NAMES} or an optax transformation.")
         rate = learning_rate if learning_rate is not None else default_learning_rate
         if rate is None:
-            raise OptimizerError(f"optimizer {optimizer!r} needs a learning_rate.")
+            rate = KERAS_DEFAULT_LEARNING_RATES[optimizer.lower()]
         try:
             return build(float(rate), **kwargs)
         except TypeError as e:

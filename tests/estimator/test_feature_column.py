@@ -59,12 +59,12 @@ def test_crossed_hash_matches_tf_sparse_cross_hashed():
 
 def test_hash_ids_are_the_same_in_another_process():
     code = ("import numpy as np; from estimator import feature_column as fc; "
-            "c = fc.crossed_column([fc.categorical_column_with_hash_bucket('w', 1000), 'n'], 10**6); "
+            "c = fc.crossed_column(['w', 'n'], 10**6); "
             "print(fc.transform_features({'w': np.array(['x', 'yy']), 'n': np.array([3, 4])}, [c])"
             "['n_X_w__ids'].ravel().tolist())")
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout for seed in (1, 2)}
-    col = fc.crossed_column([fc.categorical_column_with_hash_bucket("w", 1000), "n"], 10**6)
+    col = fc.crossed_column(["w", "n"], 10**6)
     here = fc.transform_features({"w": np.array(["x", "yy"]), "n": np.array([3, 4])}, [col])
     assert runs == {f"{here['n_X_w__ids'].ravel().tolist()}\n"}
 
@@ -244,7 +244,8 @@ def test_host_transform_equals_transform_features():
     ident = fc.categorical_column_with_identity("n", 6, default_value=0)
     xy = fc.bucketized_column(fc.numeric_column("xy", shape=2), [0.0, 0.5])
     odd = fc.VocabularyCategoricalColumn("color", ("red", "green"), default_value=9)  # id out of range
-    cols = [fc.crossed_column([color, word], 97), fc.crossed_column([fc.crossed_column([color, ident], 40), xy], 400),
+    plain = fc.categorical_column_with_vocabulary_list("color", ["red", "green"])  # OOV: id -1, crossed
+    cols = [fc.crossed_column([color, "word"], 97), fc.crossed_column([plain, xy], 300), fc.crossed_column([fc.crossed_column([color, ident], 40), xy], 400),
             fc.crossed_column(["word", "n", xy], 31, hash_key=7), fc.crossed_column([xy, xy], 20),
             fc.crossed_column([odd, ident], 50), fc.indicator_column(color), fc.embedding_column(word, 2)]
     rng = np.random.default_rng(0)
@@ -266,3 +267,116 @@ def test_gradients_flow_into_embeddings_under_jit():
     grads = jax.jit(jax.grad(lambda p: model.apply(p, {}, None, feats)[0]))(params)
     g = np.asarray(grads["input_layer"]["i_embedding"]["embedding_weights"])
     np.testing.assert_allclose(g, [[1, 1], [0, 0], [1, 1]])
+
+
+# ----------------------------------------------------------------------------- TensorFlow goldens
+# Values printed by scripts/tf_goldens/probe_tf_parity.py under tensorflow-cpu 2.15.1 +
+# tensorflow-estimator 2.15.0 (the name after "TF:" is the probe's output line). TF's sparse ids are
+# shown densified with -9 where an example has no entry; ours use -1 there.
+
+
+def _tf_ids(ids):
+    return [[-1 if i == -9 else i for i in row] for row in ids]
+
+
+def _run(fn, raw, columns, params=None):
+    """``fn`` (device side) on the host transform of ``raw``; params given or freshly made."""
+    out, _ = _apply(fn, fc.transform_features(raw, columns), params)
+    return np.asarray(out)
+
+
+def test_hash_bucket_on_ints_treats_minus_one_as_missing_like_tf():
+    col = fc.categorical_column_with_hash_bucket("k", 10, dtype="int64")
+    feats = {"k": np.array([[1, -1], [-1, -1], [7, 3]], np.int64)}
+    ids = fc.transform_features(feats, [col])["k__ids"]
+    np.testing.assert_array_equal(ids, _tf_ids([[9, -9], [-9, -9], [8, 1]]))  # TF: hash_int_ids
+    indicator = _run(lambda f: fc.input_layer(f, [fc.indicator_column(col)]), feats, [col])
+    expected = np.zeros((3, 10))  # TF: hash_int_indicator
+    expected[0, 9] = expected[2, 8] = expected[2, 1] = 1.0
+    np.testing.assert_array_equal(indicator, expected)
+
+
+@pytest.mark.parametrize("tables", [False, True])
+def test_cross_of_a_vocabulary_crosses_its_oov_id_like_tf(tables):
+    v = fc.categorical_column_with_vocabulary_list("v", ["a", "b", "c"])
+    vi = fc.categorical_column_with_vocabulary_list("vi", [10, 20], dtype="int64")
+    cols = [fc.crossed_column([v, "s"], 100), fc.crossed_column([vi, "s"], 1000)]
+    feats = {"v": np.array([["a"], ["zzz"], [""]]), "vi": np.array([[10], [99], [-1]]),
+             "s": np.array([["x"], ["y"], ["z"]])}
+    out = fc.HostTransform(cols, cross_tables=tables)(feats)
+    np.testing.assert_array_equal(fc.transform_features(feats, [v])["v__ids"], [[0], [-1], [-1]])
+    np.testing.assert_array_equal(out["s_X_v__ids"], [[43], [8], [-1]])  # TF: cross_vocab_oov_ids
+    np.testing.assert_array_equal(out["s_X_vi__ids"], [[43], [808], [-1]])  # TF: cross_int_vocab_oov_ids
+
+
+def test_crossing_a_hashed_column_is_refused_like_tf():
+    # TF: cross_hashed -> ValueError "categorical_column_with_hash_bucket is not supported for crossing"
+    with pytest.raises(fc.FeatureColumnError, match="not supported for crossing.*feature name 'k'"):
+        fc.crossed_column([fc.categorical_column_with_hash_bucket("k", 10), "s"], 10)
+
+
+WEIGHTED_IDS = np.array([[0, 2], [1, 0], [2, 1], [0, 1]])
+WEIGHTED_W = np.array([[2.0, -1.0], [-0.5, 0.5], [-2.0, -3.0], [1.0, -1.0]], np.float32)
+TF_WEIGHTED_EMBEDDING = {  # TF: weighted_embedding_<combiner>, table [[1, 2], [3, 4], [5, 6]]
+    "sum": [[-3.0, -2.0], [-1.0, -1.0], [-19.0, -24.0], [-2.0, -2.0]],
+    "mean": [[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [1.0, 2.0]],
+    "sqrtn": [[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [1.0, 2.0]],
+}
+TF_WEIGHTED_LINEAR = {  # TF: weighted_linear_<combiner>, weights [1, 10, 100], bias 0
+    "sum": [[-98.0], [-4.5], [-230.0], [-9.0]],
+    "mean": [[1.0], [1.0], [0.0], [1.0]],
+    "sqrtn": [[1.0], [1.0], [0.0], [1.0]],
+}
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+def test_weighted_column_with_negative_weights_matches_tf(combiner):
+    w = fc.weighted_categorical_column(fc.categorical_column_with_identity("id", 3), "w")
+    feats = {"id": WEIGHTED_IDS, "w": WEIGHTED_W}
+    emb = fc.embedding_column(w, 2, combiner=combiner)
+    table = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], np.float32)
+    got = _run(lambda f: fc.input_layer(f, [emb]), feats, [emb],
+                 params={"input_layer": {"id_weighted_by_w_embedding": {"embedding_weights": table}}})
+    np.testing.assert_allclose(got, TF_WEIGHTED_EMBEDDING[combiner], rtol=1e-6)
+    weights = {"linear_model": {w.name: {"weights": np.array([[1.0], [10.0], [100.0]], np.float32)},
+                                "bias_weights": np.zeros(1, np.float32)}}
+    got = _run(lambda f: fc.linear_model(f, [w], sparse_combiner=combiner), feats, [w], params=weights)
+    np.testing.assert_allclose(got, TF_WEIGHTED_LINEAR[combiner], rtol=1e-6)
+    # indicator: weights summed, negative ones included (TF: weighted_indicator)
+    got = _run(lambda f: fc.input_layer(f, [fc.indicator_column(w)]), feats, [w])
+    np.testing.assert_allclose(got, [[2.0, 0.0, -1.0], [0.5, -0.5, 0.0], [0.0, -3.0, -2.0], [1.0, -1.0, 0.0]])
+
+
+def test_hash_buckets_beyond_int32_give_int64_ids_on_the_host_and_a_clear_error_on_the_device():
+    big = fc.categorical_column_with_hash_bucket("b", 2**33)
+    cross = fc.crossed_column(["b", "s"], 2**40)
+    feats = {"b": np.array([["abc"], ["hello"], ["zz"]]), "s": np.array([["x"], ["y"], ["z"]])}
+    for out in (fc.transform_features(feats, [big, cross]), fc.HostTransform([big, cross])(feats)):
+        assert out["b__ids"].dtype == np.int64
+        np.testing.assert_array_equal(out["b__ids"], [[1961358185], [5120724200], [2319923302]])  # TF: hash_big_ids
+        np.testing.assert_array_equal(out["b_X_s__ids"], [[803120689965], [851760247378], [431134396546]])  # TF: cross_big_ids
+    small = fc.transform_features(feats, [fc.categorical_column_with_hash_bucket("b", 2**31 - 1)])
+    assert small["b__ids"].dtype == np.int32
+    with pytest.raises(fc.FeatureColumnError, match="int32 ids the device"):
+        fc.embedding_column(big, 2).dense(out)
+
+
+def test_int64_features_beyond_int32_are_not_wrapped():
+    out = fc.transform_features({"n": np.array([2**40, 5], np.int64), "m": np.array([3, -4], np.int64)}, [])
+    assert out["m"].dtype == np.int32 and out["n"].dtype == np.float32
+    np.testing.assert_array_equal(out["n"], [2.0**40, 5.0])
+
+
+@pytest.mark.parametrize("text, size, probe, ids", [
+    # TF: vocab_file_unicode_separators_{size,probe,ids}
+    ("a\u2028b\nc\u0085d\ne\x0bf\x1cg\nh\u2029\n", 4, ["a\u2028b", "c\x85d", "e\x0bf\x1cg", "h\u2029", "a", "zzz"],
+     [0, 1, 2, 3, -1, -1]),
+    # TF: vocab_file_crlf_* ("\r" stays part of the entry)
+    ("x\r\ny\r\nz\n", 3, ["x\r", "y\r", "z", "x", "y", "zzz"], [0, 1, 2, -1, -1, -1]),
+])
+def test_vocabulary_file_splits_on_newline_only_like_tf(tmp_path, text, size, probe, ids):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(text.encode("utf-8"))
+    col = fc.categorical_column_with_vocabulary_file("t", str(path))
+    assert col.num_buckets == size
+    np.testing.assert_array_equal(fc.transform_features({"t": np.array([probe])}, [col])["t__ids"], [ids])

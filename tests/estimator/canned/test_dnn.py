@@ -61,10 +61,16 @@ def test_dnn_regressor_embedding_input_layer_and_adagrad_step(tmp_path):
     y = np.array([1.0, 2.0, 3.0], np.float32)
     est.train(_input(features, y), steps=1)
     assert "dnn/input_from_feature_columns/input_layer/id_embedding/embedding_weights" in est.get_variable_names()
-    # default optimizer: Adagrad, lr 0.05, initial accumulator 0.1; d loss / d logits bias = mean(2 (f - y))
+    # default optimizer: Adagrad at the keras class's rate 0.001 (TF 2.15: dnn_default_Adagrad_effective_lr
+    # = 0.001, scripts/tf_goldens/probe_tf_parity.py), initial accumulator 0.1;
+    # d loss / d logits bias = mean(2 (f - y))
     g = np.mean(2 * (out - y))
     np.testing.assert_allclose(est.get_variable_value("dnn/logits/bias"),
-                               B1 - 0.05 * g / np.sqrt(0.1 + g * g), rtol=1e-5)
+                               B1 - 0.001 * g / np.sqrt(0.1 + g * g), rtol=1e-5)
+    sgd = DNNRegressor([2], cols, model_dir=str(tmp_path / "sgd"), warm_start_from=weights, optimizer="SGD")
+    sgd.train(_input(features, y), steps=1)
+    # TF 2.15: dnn_default_SGD_effective_lr = 0.01
+    np.testing.assert_allclose(sgd.get_variable_value("dnn/logits/bias"), B1 - 0.01 * g, rtol=1e-5)
 
 
 def test_dnn_dropout_and_batch_norm_train_with_tf_names(tmp_path):

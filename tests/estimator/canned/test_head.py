@@ -97,7 +97,7 @@ def test_binary_head_label_vocabulary_on_host_and_classes():
     assert out["all_classes"][0].tolist() == [b"neg", b"pos"]
     plain = head_lib.BinaryClassHead()
     assert plain.host_predictions({"class_ids": np.array([[1]])})["classes"].tolist() == [[b"1"]]
-    with pytest.raises(head_lib.HeadError, match=r"labels must be in \[0, 2\)"):
+    with pytest.raises(head_lib.HeadError, match=r"labels must be in \[0, 1\]"):
         plain.host_labels(np.array([0, 2]))
     with pytest.raises(head_lib.HeadError, match="label_vocabulary"):
         plain.host_labels(np.array(["a"]))
@@ -141,3 +141,110 @@ def test_predict_needs_no_labels_and_eval_does():
         head.create_estimator_spec({}, ModeKeys.EVAL, LOGITS)
     with pytest.raises(head_lib.HeadError, match="logits must have shape"):
         head.create_estimator_spec({}, ModeKeys.PREDICT, np.zeros((4, 2)))
+
+
+# TensorFlow goldens: printed by scripts/tf_goldens/probe_tf_parity.py under tensorflow-cpu 2.15.1 +
+# tensorflow-estimator 2.15.0 (the name after "TF:" is the probe's output line).
+SOFT = np.array([[0.3], [0.9], [0.5], [1.0]], np.float32)
+TF_BINARY_SOFT = (0.7100514769554138, {  # TF: binary_soft (LOGITS, SOFT labels)
+    "accuracy": 0.25, "accuracy_baseline": 0.675, "auc": 0.0, "auc_precision_recall": 1.0,
+    "average_loss": 0.710051, "label/mean": 0.675, "precision": 1.0, "prediction/mean": 0.583594,
+    "recall": 0.75})
+ML_LOGITS = np.array([[1.0, -2.0, 0.5], [0.0, 1.5, -1.0]], np.float32)
+ML_SOFT = np.array([[0.2, 0.0, 1.0], [0.5, 0.7, 0.1]], np.float32)
+TF_MULTILABEL_SOFT = (0.578681468963623, {"auc": 1.0, "auc_precision_recall": 1.0, "average_loss": 0.578681})
+
+
+def _assert_metrics(got, want):
+    assert set(want) == set(got)  # the same metric names as tf
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=2e-6), key
+
+
+def test_binary_head_soft_labels_match_tf():
+    head = head_lib.BinaryClassHead()
+    loss, m, _ = _eval(head, LOGITS, head.host_labels(SOFT))
+    assert loss == pytest.approx(TF_BINARY_SOFT[0], rel=1e-6)
+    _assert_metrics(m, TF_BINARY_SOFT[1])
+
+
+def test_multi_label_head_soft_labels_match_tf():
+    head = head_lib.MultiLabelHead(3)
+    loss, m, _ = _eval(head, ML_LOGITS, head.host_labels(ML_SOFT))
+    assert loss == pytest.approx(TF_MULTILABEL_SOFT[0], rel=1e-6)
+    _assert_metrics(m, TF_MULTILABEL_SOFT[1])
+
+
+@pytest.mark.parametrize("make, bad", [
+    (lambda: head_lib.BinaryClassHead(), np.array([[1.5], [0.0], [0.0], [1.0]])),  # TF: binary_soft_above_1
+    (lambda: head_lib.BinaryClassHead(), np.array([[-0.1], [0.0], [np.nan], [1.0]])),
+    (lambda: head_lib.MultiLabelHead(3), np.array([[0.0, 2.0, 1.0], [0.0, 0.0, 0.0]])),
+])
+def test_soft_labels_outside_0_1_are_refused(make, bad):
+    with pytest.raises(head_lib.HeadError, match=r"in \[0, 1\]"):
+        make().host_labels(bad)
+
+
+def test_accuracy_baseline_with_all_weights_zero_is_zero_like_tf():
+    head = head_lib.BinaryClassHead(weight_column="w")
+    labels = np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)
+    loss, m, _ = _eval(head, LOGITS, head.host_labels(labels), {"w": np.zeros(4, np.float32)})
+    assert loss == 0.0
+    assert m["accuracy_baseline"] == 0.0  # TF: binary_zero_weights (every metric 0.0)
+    assert all(v == 0.0 for v in m.values()), m
+
+
+@pytest.mark.parametrize("vocab, names", [(None, [b"0", b"1", b"2"]), (["x", "y", "z"], [b"x", b"y", b"z"])])
+def test_multi_label_head_predicts_classes_like_tf(vocab, names):
+    # TF: multilabel_prediction_keys = ['classes', 'logits', 'probabilities'];
+    # multilabel_classes / multilabel_classes_vocab: every class name on every row.
+    head = head_lib.MultiLabelHead(3, label_vocabulary=vocab)
+    spec = head.create_estimator_spec({}, ModeKeys.PREDICT, ML_LOGITS)
+    pred = head.host_predictions({k: np.asarray(v) for k, v in spec.predictions.items()})
+    assert {"classes", "logits", "probabilities"} <= set(pred)
+    assert pred["classes"].tolist() == [names, names]
+
+
+W4 = np.array([1.0, 2.0, 0.5, 1.5], np.float32)
+MC_LOGITS = np.array([[1.0, 0.0, -1.0], [0.2, 0.3, 0.1], [-2.0, 1.0, 3.0], [0.0, 0.0, 0.0]], np.float32)
+TF_WEIGHTED = {  # TF: binary_weighted, multiclass_weighted_vocab, regression_weighted, multilabel_weighted
+    "binary": (lambda: head_lib.BinaryClassHead(weight_column="w", thresholds=[0.3, 0.7]), LOGITS,
+               np.array([[0.0], [1.0], [1.0], [0.0]]), W4, (0.6409472227096558, {
+                   "accuracy": 0.7, "accuracy/positive_threshold_0.3": 0.7, "accuracy/positive_threshold_0.7": 0.6,
+                   "accuracy_baseline": 0.5, "auc": 1.0, "auc_precision_recall": 1.0, "average_loss": 0.512758,
+                   "label/mean": 0.5, "precision": 0.625, "precision/positive_threshold_0.3": 0.625,
+                   "precision/positive_threshold_0.7": 1.0, "prediction/mean": 0.559505, "recall": 1.0,
+                   "recall/positive_threshold_0.3": 1.0, "recall/positive_threshold_0.7": 0.2})),
+    "multiclass": (lambda: head_lib.MultiClassHead(3, weight_column="w", label_vocabulary=["a", "b", "c"]),
+                   MC_LOGITS, np.array([["a"], ["a"], ["c"], ["b"]]), W4,
+                   (1.0814580917358398, {"accuracy": 0.3, "average_loss": 0.865166})),
+    "regression": (lambda: head_lib.RegressionHead(weight_column="w"), LOGITS,
+                   np.array([[0.0], [1.0], [3.0], [-1.0]]), W4,
+                   (1.0859375, {"average_loss": 0.86875, "label/mean": 0.4, "prediction/mean": 0.275})),
+    "multilabel": (lambda: head_lib.MultiLabelHead(3, weight_column="w", thresholds=[0.5]), ML_LOGITS,
+                   np.array([[1, 0, 1], [0, 1, 0]]), np.array([2.0, 0.5], np.float32), (0.4054073989391327, {
+                       "accuracy/positive_threshold_0.5": 1.0, "auc": 1.0, "auc_precision_recall": 1.0,
+                       "average_loss": 0.324326, "precision/positive_threshold_0.5": 1.0,
+                       "recall/positive_threshold_0.5": 1.0})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TF_WEIGHTED))
+def test_weighted_heads_match_tf(case):
+    make, logits, labels, weights, (tf_loss, tf_metrics) = TF_WEIGHTED[case]
+    head = make()
+    loss, m, _ = _eval(head, logits, head.host_labels(labels), {"w": weights})
+    assert loss == pytest.approx(tf_loss, rel=1e-6)
+    _assert_metrics(m, tf_metrics)
+
+
+@pytest.mark.parametrize("make, logits", [(lambda: head_lib.BinaryClassHead(), np.zeros((4, 1), np.float32)),
+                                          (lambda: head_lib.MultiLabelHead(2), np.zeros((4, 2), np.float32))])
+def test_sigmoid_loss_gradient_at_zero_logits_is_sigmoid_minus_label(make, logits):
+    # where a zero-initialised linear classifier starts; tf's gradient: (sigmoid(0) - z) / n
+    import jax
+
+    head = make()
+    labels = head.host_labels(np.array([[0, 1], [1, 1], [1, 0], [0, 0]])[:, : logits.shape[1]])
+    grad = jax.grad(lambda x: head.loss(labels, x, {}))(logits)
+    np.testing.assert_allclose(grad, (0.5 - labels) / labels.size, rtol=1e-6)

@@ -91,3 +91,17 @@ def test_linear_multiclass_weights_shape_and_feature_engineering(tmp_path):
     np.testing.assert_allclose(preds[0]["logits"], [2.0, 0.0, -2.0])
     assert [int(q["class_ids"][0]) for q in preds] == [0, 2]
     assert [q["classes"][0] for q in preds] == [b"0", b"2"]
+
+
+def test_two_default_ftrl_steps_match_tf(tmp_path):
+    # TF: linear_ftrl_two_steps (scripts/tf_goldens/probe_tf_parity.py, tensorflow-estimator 2.15.0):
+    # LinearRegressor's default FTRL at rate 0.2, two steps on one batch from zeros.
+    tf_weights = {"linear/linear_model/bias_weights": [0.31248870491981506],
+                  "linear/linear_model/c/weights": [0.2516748011112213, 0.3128111958503723],
+                  "linear/linear_model/x/weights": [0.31519830226898193, -0.16289719939231873]}
+    cols = [fc.numeric_column("x", shape=2), fc.categorical_column_with_vocabulary_list("c", ["a", "b"])]
+    feats = {"x": np.array([[1.0, 2.0], [0.5, -1.0], [3.0, 0.0]], np.float32), "c": np.array([["a"], ["b"], ["zzz"]])}
+    est = LinearRegressor(cols, model_dir=str(tmp_path))
+    est.train(lambda: [(feats, np.array([[1.0], [2.0], [3.0]], np.float32))] * 2)
+    for name, value in tf_weights.items():
+        np.testing.assert_allclose(est.get_variable_value(name).ravel(), value, rtol=2e-6, err_msg=name)

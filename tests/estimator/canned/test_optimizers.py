@@ -59,7 +59,16 @@ def test_get_optimizer_by_name_mapping_and_transformation():
 def test_get_optimizer_errors_name_the_problem():
     with pytest.raises(optimizers.OptimizerError, match="unknown optimizer 'Adamw'"):
         optimizers.get_optimizer("Adamw", 0.1)
-    with pytest.raises(optimizers.OptimizerError, match="needs a learning_rate"):
-        optimizers.get_optimizer("Adam")
     with pytest.raises(optimizers.OptimizerError, match="needs a 'name'"):
         optimizers.get_optimizer({"learning_rate": 0.1})
+
+
+def test_a_name_without_a_rate_gets_the_keras_class_default_like_tf():
+    # TF: keras_legacy_default_lr (scripts/tf_goldens/probe_tf_parity.py, tensorflow-cpu 2.15.1)
+    tf_defaults = {"Adagrad": 0.001, "Adam": 0.001, "Ftrl": 0.001, "RMSProp": 0.001, "SGD": 0.01}
+    params, g = {"w": jnp.ones(1)}, {"w": jnp.array([2.0])}
+    sgd = optimizers.get_optimizer("SGD")
+    np.testing.assert_allclose(sgd.update(g, sgd.init(params), params)[0]["w"], [-tf_defaults["SGD"] * 2.0])
+    for name, rate in tf_defaults.items():
+        assert optimizers.KERAS_DEFAULT_LEARNING_RATES[name.lower()] == rate
+        assert isinstance(optimizers.get_optimizer({"name": name}), optax.GradientTransformation)
