@@ -204,8 +204,9 @@ class _Evidence:
             kind = _kind(col.type)
             self.kinds[name] = _merge(self.kinds[name], kind)
             if kind == "int" and col.null_count < len(col):
-                self.lo[name] = min(self.lo.get(name, 0), pc.min(col).as_py())
-                self.hi[name] = max(self.hi.get(name, 0), pc.max(col).as_py())
+                bounds = pc.min_max(col)
+                self.lo[name] = min(self.lo.get(name, 0), bounds["min"].as_py())
+                self.hi[name] = max(self.hi.get(name, 0), bounds["max"].as_py())
 
     def columns(self) -> list[Column]:
         out = []
@@ -237,7 +238,7 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
         compression = compression_of(path, options["compression_type"])
         start = read_header(path, delimiter, quoting, compression, options["encoding"])[1] if options["header"] else 0
         left = rows
-        with BlockReader(path, compression, start, 1 << 16, delimiter, quoting) as blocks:
+        with BlockReader(path, compression, start, 1 << 20, delimiter, quoting) as blocks:
             while left is None or left > 0:
                 block = blocks.next_block()
                 if block is None:
