@@ -154,9 +154,10 @@ def check_header(path: str, found: Sequence[str], spec: CsvSpec) -> None:
     if len(found) != len(names):
         raise DataFormatError(f"{path}:1: the header has {len(found)} columns but column_names has "
                               f"{len(names)} ({names})", path, 1)
-    moved = [(n, found.index(n), names.index(n)) for n in found if n in names and found.index(n) != names.index(n)]
+    position = {n: j for j, n in enumerate(names)}
+    moved = next(((n, i, position[n]) for i, n in enumerate(found) if position.get(n, i) != i), None)
     if moved:
-        n, i, j = moved[0]
+        n, i, j = moved
         raise DataFormatError(
             f"{path}:1: the header has column {n!r} at position {i} but column_names has it at "
             f"{j}: its values would be read under another name; make column_names follow the "
