@@ -219,6 +219,22 @@ def record_starts(data: bytes, delimiter: str, quoting: bool) -> list[int]:
     return [0, *(int(e) + 1 for e in ends if e + 1 < len(data))]
 
 
+def records_end(data: bytes, n: int, delimiter: str, quoting: bool) -> int:
+    """End of the first `n` records of a block of complete records (all of it if fewer)."""
+    if not quoting or data.find(b'"') < 0:
+        pos = -1
+        for _ in range(n):
+            pos = data.find(b"\n", pos + 1)
+            if pos < 0:
+                return len(data)
+        return pos + 1
+    arr = np.frombuffer(data, np.uint8)
+    q = np.flatnonzero(arr == _QUOTE)
+    nl = np.flatnonzero(arr == _LF)
+    ends = nl[(np.searchsorted(q, nl) & 1) == 0]
+    return int(ends[n - 1]) + 1 if len(ends) >= n else len(data)
+
+
 def read_header_record(fh: BinaryIO, quoting: bool) -> bytes:
     """The first record of `fh` (a header line; a quoted name may span lines), with its line end."""
     record = fh.readline(MAX_RECORD_BYTES)

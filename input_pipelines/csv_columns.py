@@ -35,7 +35,7 @@ from input_pipelines._csv_records import (
     compression_of,
     open_csv,
     read_header_record,
-    record_starts,
+    records_end,
 )
 from input_pipelines.errors import DataFormatError, UnreadableFileError
 
@@ -239,7 +239,7 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
         compression = compression_of(path, options["compression_type"])
         start = read_header(path, delimiter, quoting, compression, options["encoding"])[1] if options["header"] else 0
         left = rows
-        with BlockReader(path, compression, start, 1 << 20, delimiter, quoting) as blocks:
+        with BlockReader(path, compression, start, 1 << 18, delimiter, quoting) as blocks:
             while left is None or left > 0:
                 block = blocks.next_block()
                 if block is None:
@@ -248,9 +248,7 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
                     continue  # the reader reports (or skips) it when it gets there
                 data = block.data
                 if left is not None:
-                    starts = record_starts(data, delimiter, quoting)
-                    if len(starts) > left:
-                        data = data[: starts[left]]
+                    data = data[: records_end(data, left, delimiter, quoting)]
                 try:
                     table = pacsv.read_csv(pa.py_buffer(data), read, parse, convert)
                 except (pa.ArrowInvalid, UnicodeDecodeError) as e:
