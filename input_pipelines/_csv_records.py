@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
-import os
 import zlib
 from typing import BinaryIO
 
@@ -244,14 +243,6 @@ def read_header_record(fh: BinaryIO, quoting: bool) -> bytes:
             break
         record += more
     return record
-
-
-def file_size(path: str) -> int:
-    """Size of `path` in bytes (0 when it cannot be read)."""
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 @dataclasses.dataclass(frozen=True)

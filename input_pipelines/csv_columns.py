@@ -73,6 +73,17 @@ class CsvSpec:
 
 
 def _column(name: str, default: Any) -> Column:
+    column = _typed_column(name, default)
+    if column.default is not None:
+        try:
+            pa.scalar(column.default, column.arrow_type)
+        except (pa.ArrowInvalid, OverflowError, TypeError) as e:
+            raise ValueError(f"column_defaults for {name!r}: {default!r} does not fit {column.arrow_type} "
+                             f"({e}); pass a wider type, e.g. np.int64({default!r})") from None
+    return column
+
+
+def _typed_column(name: str, default: Any) -> Column:
     if isinstance(default, (list, tuple)):
         if len(default) != 1:
             raise ValueError(

@@ -345,7 +345,10 @@ class _CsvIterator(_Iterator):
                 logger.debug("%s: skipping malformed records at lines %s", self._path, lines)
             self._count_skipped(len(bad))
             good = b"".join(r for i, r in enumerate(records) if i not in bad)
-            return parser.table(good) if good else None
+            try:
+                return parser.table(good) if good else None
+            except _BadBlock as e:  # each record parses alone but not together: never expected
+                raise self._error(block, 0, parser.describe(str(e)), records[0].rstrip(b"\r\n")) from None
         valid = None
         for name in parser.required:
             col = table.column(name)

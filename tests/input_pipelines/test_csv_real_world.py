@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from input_pipelines import CsvDataset, DataFormatError, _csv_records, make_csv_dataset
+from input_pipelines import (
+    CsvDataset,
+    DataFormatError,
+    UnreadableFileError,
+    _csv_records,
+    make_csv_dataset,
+)
 
 
 def _rows(ds):
@@ -241,3 +247,12 @@ def test_ignore_errors_and_latin1_encoding(tmp_path):
     assert it.skipped_rows == 1 and out["name"][5] == "caf\u00e95" and out["v"].tolist()[-1] == 1
     ref = list(csv.reader(io.StringIO(path.read_bytes().decode("latin-1"))))[1:]
     assert len(out["v"]) == len([r for r in ref if len(r) == 2])
+
+
+def test_wrong_compression_and_defaults_that_do_not_fit_are_clear_errors(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("a\n1\n")
+    with pytest.raises(UnreadableFileError, match="compression_type matches"):
+        list(CsvDataset(str(path), column_names=["a"], column_defaults=[0], compression_type="GZIP"))
+    with pytest.raises(ValueError, match=r"does not fit int32.*np\.int64"):
+        CsvDataset(str(path), column_names=["a"], column_defaults=[2**40])
