@@ -273,7 +273,8 @@ class BlockReader:
         try:
             data = read_chunk(self._fh, size)
         except (OSError, EOFError, zlib.error) as e:
-            raise UnreadableFileError(f"error reading {self.path!r}: {e}") from e
+            hint = "; check that compression_type matches the file" if self._compression else ""
+            raise UnreadableFileError(f"error reading {self.path!r}: {e}{hint}") from e
         return data, len(data) < size
 
     def next_block(self) -> Block | None:

@@ -252,7 +252,7 @@ def test_ignore_errors_and_latin1_encoding(tmp_path):
 def test_wrong_compression_and_defaults_that_do_not_fit_are_clear_errors(tmp_path):
     path = tmp_path / "plain.csv"
     path.write_text("a\n1\n")
-    with pytest.raises(UnreadableFileError, match="compression_type matches"):
+    with pytest.raises(UnreadableFileError, match="Not a gzipped file.*compression_type matches"):
         list(CsvDataset(str(path), column_names=["a"], column_defaults=[0], compression_type="GZIP"))
     with pytest.raises(ValueError, match=r"does not fit int32.*np\.int64"):
         CsvDataset(str(path), column_names=["a"], column_defaults=[2**40])
