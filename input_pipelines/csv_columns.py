@@ -241,7 +241,6 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
     """Column types from the first `rows` rows (None: all) of each of `paths`."""
     delimiter, quoting = options["field_delim"], options["use_quote_delim"]
     evidence = _Evidence(wanted)
-    read = pacsv.ReadOptions(column_names=list(names), use_threads=False, encoding=options["encoding"])
     parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoting else False,
                                newlines_in_values=True, invalid_row_handler=lambda row: "skip")
     convert = pacsv.ConvertOptions(include_columns=list(wanted), null_values=list(options["na_values"]),
@@ -261,6 +260,9 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
                 if left is not None:
                     data = data[: records_end(data, left, delimiter, quoting)]
                 try:
+                    # One pyarrow block, so its type inference sees every sampled row.
+                    read = pacsv.ReadOptions(column_names=list(names), use_threads=False,
+                                             encoding=options["encoding"], block_size=len(data) + 1)
                     table = pacsv.read_csv(pa.py_buffer(data), read, parse, convert)
                 except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                     line = blocks.line_of(block.offset)

@@ -71,9 +71,17 @@ class _Parser:
 
     def table(self, data: bytes, on_invalid: Callable[[Any], str] | None = None) -> pa.Table:
         """Parse `data`; raises _BadBlock on any malformed row not handled by `on_invalid`."""
+        parse = self._parse_options(data, on_invalid)
         try:
-            return pacsv.read_csv(pa.py_buffer(data), self._read, self._parse_options(data, on_invalid),
-                                  self._convert)
+            try:
+                return pacsv.read_csv(pa.py_buffer(data), self._read, parse, self._convert)
+            except pa.ArrowInvalid as e:
+                if "straddl" not in str(e):
+                    raise
+                # A record longer than pyarrow's own block (1 MiB): parse the block in one piece.
+                read = pacsv.ReadOptions(column_names=list(self.spec.names), use_threads=True,
+                                         encoding=self.spec.encoding, block_size=len(data) + 1)
+                return pacsv.read_csv(pa.py_buffer(data), read, parse, self._convert)
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
             raise _BadBlock(str(e)) from None
 

@@ -256,3 +256,12 @@ def test_wrong_compression_and_defaults_that_do_not_fit_are_clear_errors(tmp_pat
         list(CsvDataset(str(path), column_names=["a"], column_defaults=[0], compression_type="GZIP"))
     with pytest.raises(ValueError, match=r"does not fit int32.*np\.int64"):
         CsvDataset(str(path), column_names=["a"], column_defaults=[2**40])
+
+
+def test_records_longer_than_pyarrows_own_block(tmp_path):
+    long = "y" * (3 << 19)  # 1.5 MiB: more than pyarrow's 1 MiB parsing block
+    path = tmp_path / "long.csv"
+    path.write_text(f'n,s\n1,{long}\n2,"{long[:10]}\n{long}"\n3,z\n')
+    out = _rows(CsvDataset(str(path), header=True))  # types inferred over the long records too
+    assert out["n"].tolist() == [1, 2, 3] and out["n"].dtype == np.int32
+    assert out["s"][0] == long and out["s"][1] == long[:10] + "\n" + long
