@@ -294,7 +294,8 @@ class BlockReader:
             if at_eof:
                 self._carry = b""
                 return None
-            more, at_eof = self._read(max(self._size, len(data)))
+            # Grow geometrically (linear total cost), never much past MAX_RECORD_BYTES.
+            more, at_eof = self._read(max(1, min(max(self._size, len(data)), MAX_RECORD_BYTES - len(data))))
             data += more
 
     def _take(self, data: bytes, end: int, bad: tuple[int, str] | None) -> Block:
