@@ -21,7 +21,4 @@ def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if dtype is not None and column.null_count == 0:
         return np.frombuffer(column.buffers()[1], dtype=dtype, count=len(column),
                              offset=column.offset * dtype.itemsize)
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        # pyarrow's own conversion of strings imports pandas (~1 s) in the first process to call it
-        return np.fromiter(column.to_pylist(), dtype=object, count=len(column))
     return column.to_numpy(zero_copy_only=False)

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from input_pipelines._arrow import _NUMERIC
 from input_pipelines._csv_records import (
     BlockReader,
     check_compression,
@@ -74,12 +75,12 @@ class CsvSpec:
 
 def _column(name: str, default: Any) -> Column:
     column = _typed_column(name, default)
-    if column.default is not None:
-        try:
-            pa.scalar(column.default, column.arrow_type)
-        except (pa.ArrowInvalid, OverflowError, TypeError) as e:
-            raise ValueError(f"column_defaults for {name!r}: {default!r} does not fit {column.arrow_type} "
-                             f"({e}); pass a wider type, e.g. np.int64({default!r})") from None
+    dtype = _NUMERIC.get(column.arrow_type)
+    if column.default is not None and dtype is not None and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not info.min <= column.default <= info.max:
+            raise ValueError(f"column_defaults for {name!r}: {default!r} does not fit {dtype}; pass a "
+                             f"wider type, e.g. np.int64({default!r})")
     return column
 
 

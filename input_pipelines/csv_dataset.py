@@ -31,11 +31,12 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from input_pipelines._arrow import to_numpy
+from input_pipelines._arrow import _NUMERIC, to_numpy
 from input_pipelines._csv_records import Block, BlockReader, compression_of, record_starts
 from input_pipelines.csv_columns import CsvSpec, check_header, read_header, resolve_spec
 from input_pipelines.dataset import Dataset, _Context, _Iterator, _Stats
@@ -93,12 +94,7 @@ class _Parser:
 
     def arrays(self, table: pa.Table) -> Any:
         """Numpy arrays of the selected columns (defaults filled in), split off the label."""
-        out = {}
-        for c in self.spec.columns:
-            col = table.column(c.name)
-            if col.null_count and c.default is not None:
-                col = pc.fill_null(col, pa.scalar(c.default, c.arrow_type))
-            out[c.name] = to_numpy(col)
+        out = {c.name: _to_numpy(table.column(c.name), c.default) for c in self.spec.columns}
         if self.spec.label is None:
             return out
         label = out.pop(self.spec.label)
@@ -128,6 +124,38 @@ class _Parser:
         if m:
             return f"wrong number of fields: expected {m.group(1)}, got {m.group(2)}"
         return message.splitlines()[0]
+
+
+def _bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray | None:
+    """An arrow bitmap (validity or booleans) as numpy bools; None for a missing bitmap."""
+    if buffer is None:
+        return None
+    bits = np.unpackbits(np.frombuffer(buffer, np.uint8), bitorder="little")
+    return bits[offset: offset + n].astype(bool)
+
+
+def _to_numpy(column: pa.ChunkedArray, default: Any) -> np.ndarray:
+    """A column as numpy with missing values set to `default` (required columns have none).
+
+    Only numpy and buffer views here: pyarrow's conversions of strings, booleans and nulls
+    (and of any Python value to arrow) import pandas, a second of start-up in every process.
+    """
+    col = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if col.null_count == 0 and col.type in _NUMERIC:
+        return to_numpy(col)  # zero copy
+    n = len(col)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        values = np.fromiter(col.to_pylist(), dtype=object, count=n)
+    elif pa.types.is_boolean(col.type):
+        values = _bits(col.buffers()[1], col.offset, n)
+    elif col.type in _NUMERIC:
+        dtype = _NUMERIC[col.type]
+        values = np.frombuffer(col.buffers()[1], dtype, count=n, offset=col.offset * dtype.itemsize).copy()
+    else:  # no column type given and no value seen: cannot happen with a resolved spec
+        return to_numpy(col)
+    if col.null_count:
+        values[~_bits(col.buffers()[0], col.offset, n)] = default
+    return values
 
 
 def _first_bad(parser: _Parser, records: list[bytes]) -> int:
