@@ -132,6 +132,7 @@ class Scan:
 
     end: int
     bad: tuple[int, int, str] | None = None
+    quoted: bool = True  # the data holds a quote character (pyarrow must then mind quoted line ends)
 
 
 def scan(data: bytes, delimiter: str, quoting: bool, at_eof: bool, truncated: bool = False) -> Scan:
@@ -143,10 +144,10 @@ def scan(data: bytes, delimiter: str, quoting: bool, at_eof: bool, truncated: bo
     if not quoting or data.find(b'"') < 0:
         cut = data.rfind(b"\n") + 1
         if at_eof:
-            return Scan(len(data))
+            return Scan(len(data), quoted=False)
         if cut == 0 and truncated:
-            return Scan(0, (0, len(data), f"a line longer than {MAX_RECORD_BYTES >> 20} MiB"))
-        return Scan(cut)
+            return Scan(0, (0, len(data), f"a line longer than {MAX_RECORD_BYTES >> 20} MiB"), False)
+        return Scan(cut, quoted=False)
     arr = np.frombuffer(data, np.uint8)
     q = np.flatnonzero(arr == _QUOTE)
     bad = _first_violation(arr, q, ord(delimiter), at_eof and not truncated)
@@ -254,8 +255,9 @@ class Block:
     """
 
     offset: int
-    data: bytes
+    data: bytes | memoryview
     bad: tuple[int, str] | None = None
+    quoted: bool = True  # it may hold quote characters
 
 
 class BlockReader:
@@ -267,6 +269,7 @@ class BlockReader:
         self._compression, self._size = compression, max(1, int(block_size))
         self._delimiter, self._quoting = delimiter, quoting
         self._carry = b""
+        self._seekable = compression == ""
         self._fh = open_csv(path, compression, offset)
 
     def _read(self, size: int) -> tuple[bytes, bool]:
@@ -288,9 +291,9 @@ class BlockReader:
             found = scan(data, self._delimiter, self._quoting, at_eof, truncated)
             if found.bad is not None:
                 pos, end, reason = found.bad
-                return self._take(data, end, (pos, reason))
+                return self._take(data, end, (pos, reason), found.quoted)
             if found.end:
-                return self._take(data, found.end, None)
+                return self._take(data, found.end, None, found.quoted)
             if at_eof:
                 self._carry = b""
                 return None
@@ -298,10 +301,15 @@ class BlockReader:
             more, at_eof = self._read(max(1, min(max(self._size, len(data)), MAX_RECORD_BYTES - len(data))))
             data += more
 
-    def _take(self, data: bytes, end: int, bad: tuple[int, str] | None) -> Block:
-        block = Block(self.offset, data[:end] if end < len(data) else data, bad)
-        self._carry = data[end:]
+    def _take(self, data: bytes, end: int, bad: tuple[int, str] | None, quoted: bool) -> Block:
+        # A view, not a copy; a plain file seeks back to the cut instead of keeping the rest.
+        block = Block(self.offset, memoryview(data)[:end] if end < len(data) else data, bad, quoted)
         self.offset += end
+        if end < len(data) and self._seekable:
+            self._fh.seek(self.offset)
+            self._carry = b""
+        else:
+            self._carry = data[end:]
         return block
 
     def line_of(self, offset: int) -> int:

@@ -257,7 +257,7 @@ def _infer(paths: Sequence[str], names: Sequence[str], wanted: Sequence[str], op
                     break
                 if block.bad is not None:
                     continue  # the reader reports (or skips) it when it gets there
-                data = block.data
+                data = bytes(block.data)
                 if left is not None:
                     data = data[: records_end(data, left, delimiter, quoting)]
                 try:

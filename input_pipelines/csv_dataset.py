@@ -64,15 +64,21 @@ class _Parser:
         )
         self.required = [c.name for c in spec.columns if c.default is None]
 
-    def _parse_options(self, data: bytes, on_invalid: Callable[[Any], str] | None) -> pacsv.ParseOptions:
+    def _parse_options(self, quoted: bool, on_invalid: Callable[[Any], str] | None) -> pacsv.ParseOptions:
         # Quoted line breaks need pyarrow's slower quote-aware chunking; only blocks with quotes.
-        quoted = self.spec.quoting and data.find(b'"') >= 0
+        quoted = self.spec.quoting and quoted
         return pacsv.ParseOptions(delimiter=self.spec.delimiter, quote_char='"' if self.spec.quoting else False,
                                   newlines_in_values=quoted, invalid_row_handler=on_invalid)
 
-    def table(self, data: bytes, on_invalid: Callable[[Any], str] | None = None) -> pa.Table:
-        """Parse `data`; raises _BadBlock on any malformed row not handled by `on_invalid`."""
-        parse = self._parse_options(data, on_invalid)
+    def table(self, data: bytes | memoryview, on_invalid: Callable[[Any], str] | None = None,
+              quoted: bool | None = None) -> pa.Table:
+        """Parse `data`; raises _BadBlock on any malformed row not handled by `on_invalid`.
+
+        `quoted`: whether `data` may hold quotes (None: look).
+        """
+        if quoted is None:
+            quoted = bytes(data).find(b'"') >= 0
+        parse = self._parse_options(quoted, on_invalid)
         try:
             try:
                 return pacsv.read_csv(pa.py_buffer(data), self._read, parse, self._convert)
@@ -343,7 +349,7 @@ class _CsvIterator(_Iterator):
         raise StopIteration
 
     def _error(self, block: Block, pos: int, reason: str, text: bytes) -> DataFormatError:
-        line = self._blocks.line_of(block.offset) + block.data.count(b"\n", 0, pos)
+        line = self._blocks.line_of(block.offset) + bytes(block.data).count(b"\n", 0, pos)
         shown = text[:200].decode(self._parser.spec.encoding, errors="replace")
         return DataFormatError(
             f"{self._path}:{line}: {reason}; line: {shown!r}. Fix or remove the line, or pass "
@@ -353,8 +359,9 @@ class _CsvIterator(_Iterator):
     def _bad_quoting(self, block: Block) -> None:
         pos, reason = block.bad
         if self._parser.spec.on_error != "skip":
-            start = block.data.rfind(b"\n", 0, pos) + 1
-            raise self._error(block, pos, reason, block.data[start:].rstrip(b"\r\n"))
+            data = bytes(block.data)
+            start = data.rfind(b"\n", 0, pos) + 1
+            raise self._error(block, pos, reason, data[start:].rstrip(b"\r\n"))
         self._count_skipped(1)
         return None
 
@@ -363,12 +370,12 @@ class _CsvIterator(_Iterator):
         skip = parser.spec.on_error == "skip"
         counter = _SkipCounter() if skip else None
         try:
-            table = parser.table(data, counter)
+            table = parser.table(data, counter, block.quoted)
             if not skip:
                 parser.check_required(table)
                 return table
         except _BadBlock:
-            records = _split_records(data, parser.spec)
+            records = _split_records(bytes(data), parser.spec)
             if not skip:
                 i = _first_bad(parser, records)
                 reason = parser.describe(parser.fails(records[i]) or "malformed row")
