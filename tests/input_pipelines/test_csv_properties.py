@@ -10,6 +10,7 @@ resume at any cut, bad rows skipped and counted exactly or reported at their lin
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 
@@ -49,12 +50,12 @@ def csv_files(draw):
     return texts, header
 
 
-def _write(tmp_path_factory, texts):
+def _write(tmp_path_factory, texts, gz=False):
     d = tmp_path_factory.mktemp("prop")
     paths = []
     for k, text in enumerate(texts):
-        p = d / f"part-{k}.csv"
-        p.write_bytes(text.encode())
+        p = d / f"part-{k}.csv{'.gz' if gz else ''}"
+        p.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
         paths.append(str(p))
     return paths
 
@@ -93,10 +94,10 @@ def _compare(out, ref):
 
 
 @SETTINGS
-@given(files=csv_files(), block=st.integers(16, 600), batch=st.integers(1, 40), data=st.data())
-def test_rows_match_pandas_and_resume_exactly(tmp_path_factory, files, block, batch, data):
+@given(files=csv_files(), block=st.integers(16, 600), batch=st.integers(1, 40), gz=st.booleans(), data=st.data())
+def test_rows_match_pandas_and_resume_exactly(tmp_path_factory, files, block, batch, gz, data):
     texts, header = files
-    paths = _write(tmp_path_factory, texts)
+    paths = _write(tmp_path_factory, texts, gz)
     ds = CsvDataset(paths, column_names=COLS, column_defaults=DEFAULTS, header=header,
                     block_size=block).batch(batch)
     full = list(ds)
@@ -167,3 +168,35 @@ def test_header_names_and_inferred_types_match_pandas(tmp_path_factory, rows, sh
     assert out[0]["n"].dtype == np.int32
     np.testing.assert_array_equal(out[0]["n"], ref["n"])
     assert out[0]["label"].tolist() == ref["label"].tolist()
+
+
+@SETTINGS
+@given(files=csv_files(), block=st.integers(16, 600), batch=st.integers(1, 30), seed=st.integers(0, 2**31),
+       data=st.data())
+def test_make_csv_dataset_shuffles_every_row_once_and_resumes_exactly(tmp_path_factory, files, block, batch,
+                                                                     seed, data):
+    from input_pipelines import make_csv_dataset
+
+    texts, header = files
+    paths = _write(tmp_path_factory, texts)
+    ds = make_csv_dataset(paths, batch, column_names=COLS, column_defaults=DEFAULTS, header=header,
+                          num_epochs=1, shuffle_seed=seed, shuffle_buffer_size=7, block_size=block)
+    full = list(ds)
+    out, ref = _flat(full), _oracle(paths, header)
+    order = np.lexsort((out["f"], out["s"].astype(str), out["i"]))  # rows as a multiset
+    ref_f = ref["f"].fillna(-1.0).to_numpy(dtype=np.float32)
+    ref = ref.iloc[np.lexsort((ref_f, ref["s"].to_numpy(dtype=str), ref["i"].to_numpy()))].reset_index(drop=True)
+    _compare({c: v[order] for c, v in out.items()}, ref)
+    cut = data.draw(st.integers(0, len(full)), label="cut")
+    it = iter(ds)
+    for _ in range(cut):
+        next(it)
+    state = json.loads(json.dumps(it.state()))
+    it.close()
+    again = iter(ds)
+    again.restore(state)
+    rest = list(again)
+    assert len(rest) == len(full) - cut
+    for a, b in zip(rest, full[cut:], strict=True):
+        for c in COLS:
+            np.testing.assert_array_equal(a[c], b[c])
