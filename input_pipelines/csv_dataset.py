@@ -22,6 +22,7 @@ quoting, a header that does not match the dataset's columns):
   with pyarrow on this error path only, so the line is exact at the cost of ~20 small parses.
 - `on_error="skip"`: the records are dropped, counted in `iterator.skipped_rows` and logged
   once per file (a mismatched header is always an error).
+Blank lines hold no record and are passed over (as pandas does; tf.data counts them as errors).
 """
 
 from __future__ import annotations
