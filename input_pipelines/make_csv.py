@@ -76,8 +76,9 @@ def make_csv_dataset(
       field_delim: field delimiter.
       use_quote_delim: RFC 4180 double quotes; False reads `"` as an ordinary character.
       na_value: a value that, like an empty field, takes the column default.
-      header: whether the first line of every file is a header (checked, then skipped). An
-        empty file is then an error (as in tf.data); a header-only file has no rows.
+      header: whether the first line of every file is a header (checked, then skipped; with
+        `column_names` it may rename the columns but not reorder them). An empty file is then
+        an error (as in tf.data); a header-only file has no rows.
       num_epochs: passes over the data; None repeats forever.
       shuffle: shuffle files and rows.
       shuffle_buffer_size: rows in the shuffle buffer.
