@@ -54,20 +54,21 @@ def test_header_line_larger_than_a_mebibyte(tmp_path):
 
 
 def test_unbalanced_quote_is_an_error_naming_its_line(tmp_path):
-    f = _numbers_file(tmp_path / "q.csv", 60_000, bad_line=10, bad_text='10,10.5,"oops\n')
-    for block in (1 << 20, 4096):
+    f = _numbers_file(tmp_path / "q.csv", 200_000, bad_line=10, bad_text='10,10.5,"oops\n')  # 4.5 MB
+    for block in ({}, {"block_size": 4096}):
         with pytest.raises(DataFormatError, match=r"q\.csv:12: a quoted value that never closes") as e:
-            list(make_csv_dataset(f, 1000, num_epochs=1, shuffle=False, block_size=block))
+            list(make_csv_dataset(f, 1000, num_epochs=1, **block))
         assert e.value.line == 12 and e.value.path == f
 
 
 def test_unbalanced_quote_in_skip_mode_skips_exactly_that_record(tmp_path):
-    n = 60_000
+    n = 200_000
     f = _numbers_file(tmp_path / "q.csv", n, bad_line=10, bad_text='10,10.5,"oops\n')
-    it = iter(make_csv_dataset(f, 1000, num_epochs=1, shuffle=False, ignore_errors=True, block_size=8192))
-    a = np.concatenate([b["a"] for b in it])
-    assert it.skipped_rows == 1
-    np.testing.assert_array_equal(a, np.delete(np.arange(n), 10))
+    for block in ({}, {"block_size": 8192}):
+        it = iter(make_csv_dataset(f, 1000, num_epochs=1, shuffle=False, ignore_errors=True, **block))
+        a = np.concatenate([b["a"] for b in it])
+        assert it.skipped_rows == 1
+        np.testing.assert_array_equal(a, np.delete(np.arange(n), 10))
 
 
 def test_record_longer_than_the_limit_is_an_error_not_a_memory_blowup(tmp_path, monkeypatch):
@@ -79,19 +80,20 @@ def test_record_longer_than_the_limit_is_an_error_not_a_memory_blowup(tmp_path, 
     assert len(next(it)["a"]) == 4999 and it.skipped_rows == 1
 
 
-def test_quoted_commas_quotes_and_newlines_across_blocks_match_pandas(tmp_path):
+@pytest.mark.parametrize(("n", "block"), [(3000, 700), (150_000, 4 << 20)])  # 4.9 MB: pyarrow's threads
+def test_quoted_commas_quotes_and_newlines_across_blocks_match_pandas(tmp_path, n, block):
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({
-        "id": np.arange(3000),
+        "id": np.arange(n),
         "text": [["plain", 'say "hi"', "a,b", "two\nlines", "", "x\r\ny"][k] + str(i)
-                 for i, k in enumerate(rng.integers(0, 6, 3000))],
-        "v": rng.normal(size=3000).round(4),
+                 for i, k in enumerate(rng.integers(0, 6, n))],
+        "v": rng.normal(size=n).round(4),
     })
     path = tmp_path / "quoted.csv"
     frame.to_csv(path, index=False)
     ref = pd.read_csv(path, keep_default_na=False)
     for mode in ("raise", "skip"):
-        it = iter(CsvDataset(str(path), header=True, column_defaults=[0, "", 0.0], block_size=700,
+        it = iter(CsvDataset(str(path), header=True, column_defaults=[0, "", 0.0], block_size=block,
                              on_error=mode).batch(10**6))
         out = next(it)
         assert it.skipped_rows == 0
