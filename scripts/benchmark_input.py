@@ -8,7 +8,12 @@ Each method runs in its own child process over the same files, so its peak RSS i
 (measured from outside with `os.wait4`'s resource usage). Reading:
 
 - pipeline:       `make_csv_dataset` (parse + shuffle 10k rows + batch 512 into float32 arrays)
+- pipeline_key:   the same with the string column `key` selected too (object arrays)
+- pipeline_header: the shards with a header line, as a new user reads them: names from the
+                  header, types inferred (tf.data's defaults), `key` not selected
+- pipeline_header_key: header shards, types inferred, `key` read as a string column
 - pandas_chunks:  `pandas.read_csv(chunksize=65536)`: the bare parse, no shuffle/batches/state
+- pandas_header:  the same over the header shards (names from the header)
 - numpy_loadtxt:  `numpy.loadtxt` of the numeric columns, one file at a time
 - pyarrow_whole:  `pyarrow.csv.read_csv` of each whole shard (the parser's ceiling)
 
@@ -52,20 +57,62 @@ def generate_shards(out_dir: str, rows: int, shards: int, seed: int = 0) -> str:
     return pattern
 
 
-def _pipeline(pattern: str, batch_size: int) -> int:
+def header_pattern(pattern: str) -> str:
+    """The glob of the copies of the shards of `pattern` that start with a header line."""
+    return os.path.join(os.path.dirname(pattern), "header-" + os.path.basename(pattern))
+
+
+def write_header_copies(pattern: str) -> None:
+    """Write (or reuse) a copy of every shard with the column names as its first line."""
+    import shutil
+
+    for f in sorted(glob.glob(pattern)):
+        out = os.path.join(os.path.dirname(f), "header-" + os.path.basename(f))
+        if not os.path.exists(out):
+            with open(f, "rb") as src, open(out + ".tmp", "wb") as dst:
+                dst.write((",".join(COURSE_COLUMNS) + "\n").encode())
+                shutil.copyfileobj(src, dst, 1 << 22)
+            os.replace(out + ".tmp", out)
+
+
+def _count(ds, string_key: bool) -> int:
     rows = 0
-    for features, labels in csv_input_fn(pattern, batch_size, num_epochs=1)():
+    for features, labels in ds:
         assert labels.dtype.name == "float32" and features["pickuplon"].dtype.name == "float32"
+        assert ("key" in features) == string_key and (not string_key or features["key"].dtype == object)
         rows += len(labels)
     return rows
 
 
-def _pandas_chunks(pattern: str, batch_size: int) -> int:
+def _pipeline(pattern: str, batch_size: int) -> int:
+    return _count(csv_input_fn(pattern, batch_size, num_epochs=1)(), False)
+
+
+def _pipeline_key(pattern: str, batch_size: int) -> int:
+    from input_pipelines import make_csv_dataset
+
+    ds = make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS, column_defaults=[0.0] * 6 + [""],
+                          label_name="fare_amount", header=False, num_epochs=1, seed=0)
+    return _count(ds, True)
+
+
+def _pipeline_header(pattern: str, batch_size: int, key: bool = False) -> int:
+    from input_pipelines import make_csv_dataset
+
+    # The generated keys are digits (inferred as ints): with `key`, pass types to read it as text.
+    types = {**dict.fromkeys(NUMERIC, 0.0), "key": ""} if key else None
+    ds = make_csv_dataset(header_pattern(pattern), batch_size, label_name="fare_amount", column_defaults=types,
+                          select_columns=None if key else NUMERIC, num_epochs=1, seed=0)
+    return _count(ds, key)
+
+
+def _pandas_chunks(pattern: str, batch_size: int, header: bool = False) -> int:
     import pandas as pd
 
     rows = 0
-    for f in sorted(glob.glob(pattern)):
-        for chunk in pd.read_csv(f, header=None, names=COURSE_COLUMNS, chunksize=65536):
+    names = {} if header else {"header": None, "names": COURSE_COLUMNS}
+    for f in sorted(glob.glob(header_pattern(pattern) if header else pattern)):
+        for chunk in pd.read_csv(f, chunksize=65536, **names):
             rows += len(chunk)
     return rows
 
@@ -86,7 +133,11 @@ def _pyarrow_whole(pattern: str, batch_size: int) -> int:
 
 READ_METHODS: dict[str, Callable[[str, int], int]] = {
     "pipeline": _pipeline,
+    "pipeline_key": _pipeline_key,
+    "pipeline_header": _pipeline_header,
+    "pipeline_header_key": lambda pattern, batch: _pipeline_header(pattern, batch, key=True),
     "pandas_chunks": _pandas_chunks,
+    "pandas_header": lambda pattern, batch: _pandas_chunks(pattern, batch, header=True),
     "numpy_loadtxt": _numpy_loadtxt,
     "pyarrow_whole": _pyarrow_whole,
 }
@@ -240,8 +291,9 @@ def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: in
     return result
 
 
-_IMPORTS = {"pipeline": "input_pipelines", "pandas_chunks": "pandas", "numpy_loadtxt": "numpy",
-            "pyarrow_whole": "pyarrow.csv"}
+_IMPORTS = {"pipeline": "input_pipelines", "pipeline_key": "input_pipelines", "pipeline_header": "input_pipelines",
+            "pipeline_header_key": "input_pipelines", "pandas_chunks": "pandas", "pandas_header": "pandas",
+            "numpy_loadtxt": "numpy", "pyarrow_whole": "pyarrow.csv"}
 
 
 def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None:
@@ -306,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         out_dir = a.dir or tmp
         start = time.perf_counter()
         pattern = generate_shards(out_dir, a.rows, a.shards)
+        write_header_copies(pattern)
         size = sum(os.path.getsize(f) for f in glob.glob(pattern))
         print(f"{a.rows} rows in {a.shards} shards ({size / 1e6:.0f} MB), ready in "
               f"{time.perf_counter() - start:.1f}s: {pattern}")
