@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,10 +12,10 @@ import httpx
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _model_server import Server
 
 from estimator.export import ExportableFunction, export_saved_model, load
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SPEC = {"x": ("float32", [3]), "k": "int32"}
 
 
@@ -33,45 +31,6 @@ def _numpy_two_inputs(w, x, k):
 
 def _one_input(params, state, features):
     return {"scaled": features["v"] * params["s"]}
-
-
-class Server:
-    """``python -m estimator.serving`` as a subprocess on a free localhost port."""
-
-    def __init__(self, base: str, name: str, *flags: str):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.name = name
-        env = {**os.environ, "PYTHONPATH": ROOT}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "estimator.serving", "--model_name", name, "--model_base_path", base,
-             "--port", str(port), "--host", "127.0.0.1", "--log_level", "warning", *flags],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
-            try:
-                if httpx.get(f"{self.url}/v1/models/{name}", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError("the model server did not come up within 120 s")
-
-    def predict(self, body, version=None, name=None) -> httpx.Response:
-        path = f"/v1/models/{name or self.name}" + (f"/versions/{version}" if version else "") + ":predict"
-        content = body if isinstance(body, bytes | str) else json.dumps(body)
-        return httpx.post(self.url + path, content=content, timeout=30)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")
