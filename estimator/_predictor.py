@@ -59,7 +59,9 @@ def _bucket(n: int, max_bucket: int) -> int:
 
 
 # What a JSON value of each Python type is called in messages (never numpy's dtype names).
-_KIND_NAMES = {bool: "booleans", int: "integers", float: "fractional numbers", str: "strings",
+_KIND_NAMES = {bool: "booleans", int: "integers",
+               float: "numbers that are not JSON integers (with a fraction or exponent, or beyond 64 bits)",
+               str: "strings",
                dict: "objects", type(None): "nulls"}
 
 
@@ -89,7 +91,7 @@ def _numeric_column(values: Any, target: np.dtype, depth: int, where: str) -> np
             got = "booleans" if kind == "b" else "numbers"
             raise PredictorInputError(f"{where}: expected {_expected(target)}, got {got}.")
         if arr.size and kind == "f" and target.kind in "iu":
-            raise PredictorInputError(f"{where}: expected integers ({dtype}), got fractional numbers.")
+            raise PredictorInputError(f"{where}: expected integers ({dtype}), got floating-point numbers.")
     else:
         allowed = {bool} if target.kind == "b" else {int} if target.kind in "iu" else {int, float}
         types = _leaf_types(values, depth)

@@ -145,6 +145,15 @@ def format_response(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str, An
     return {"outputs": lists}
 
 
+def encode_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
+    """:func:`format_response` as JSON bytes; NaN and infinities as TF Serving writes them
+    (``NaN``, ``Infinity``, ``-Infinity``), not as null."""
+    payload = format_response(outputs, fmt)
+    if all(np.isfinite(v).all() for v in outputs.values() if np.asarray(v).dtype.kind == "f"):
+        return orjson.dumps(payload)
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def format_predictions(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[str, Any]:
     """The :predict answer in row (``predictions``) or columnar (``outputs``) form."""
     return format_response(outputs, "rows" if row_format else "columns")

@@ -133,7 +133,7 @@ class _Server:
         columns, size, fmt = parsed or _rest.parse_request(verb, body, served.predictor.inputs)
         outputs = served.predictor.run(served.predictor.prepare(columns))
         self.metrics.observe_batch(size)
-        return orjson.dumps(_rest.format_response(outputs, fmt))
+        return _rest.encode_response(outputs, fmt)
 
     async def _predict(self, served: ServedVersion, verb: str, body: bytes) -> bytes:
         _rest.check_verb(verb, served.predictor)
@@ -145,7 +145,7 @@ class _Server:
         if size > self.config.max_batch_size:  # cannot share a device call anyway
             return await loop.run_in_executor(self.large, self._large_request, served, verb, None, parsed)
         outputs = await served.batcher.submit((columns, size), size)
-        return orjson.dumps(_rest.format_response(outputs, fmt))
+        return _rest.encode_response(outputs, fmt)
 
     async def answer(self, method: str, path: str, body: Callable[[], Awaitable[bytes]]) -> tuple[int, bytes]:
         """Serves one /v1/models/... request; returns (HTTP status, JSON body)."""
