@@ -364,10 +364,14 @@ class _ExportFiles:
             entry = self.manifest.get(name)
             if not isinstance(entry, dict):
                 raise ExportFormatError(f"{sig}: the manifest does not list {name!r} (files.{key}).")
-            if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-                raise ExportFormatError(
-                    f"{full}: {len(data)} bytes whose SHA-256 does not match the manifest in {SIGNATURE_FILE} "
-                    f"({entry.get('bytes')} bytes); the file is incomplete (still being copied?) or corrupt.")
+            if len(data) != entry.get("bytes"):
+                problem = f"has {len(data)} bytes, the manifest in {SIGNATURE_FILE} says {entry.get('bytes')}"
+            elif hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+                problem = f"its SHA-256 differs from the manifest's in {SIGNATURE_FILE}"
+            else:
+                problem = None
+            if problem:
+                raise ExportFormatError(f"{full}: {problem}; the file is incomplete (still being copied?) or corrupt.")
         return full, data
 
 

@@ -6,7 +6,7 @@ old version finish on it. As TensorFlow Serving's file-system source and load re
 
 * a version directory counts only once it is complete (its signature lists every file
   with its size, see ``incomplete_reason``): a version copied file by file is waited for;
-* a version that fails to load is retried with exponential backoff, at most
+* the newest complete version that loads is served; one that fails to load is retried with exponential backoff, at most
   ``max_load_retries`` times, and again from scratch whenever its files change;
 * when the served version's directory disappears, the newest remaining version is loaded
   (if none remains, the loaded one keeps serving and a warning is logged).
@@ -135,7 +135,16 @@ class VersionManager:
         if not candidates:
             self._note_unavailable(why, ready)
             return None
-        version = candidates[-1]
+        for version in reversed(candidates):  # the newest that loads
+            loaded = self._load(version, now)
+            if loaded is not None:
+                old, self._current = self._current, loaded
+                self._why_not, self._warned = None, None
+                return old
+        self._note_unavailable(why, ready)
+        return None
+
+    def _load(self, version: int, now: float) -> ServedVersion | None:
         path = os.path.join(self.base_path, str(version))
         fingerprint = _fingerprint(path)
         try:
@@ -143,13 +152,10 @@ class VersionManager:
             predictor.warmup(self._max_batch_size)
         except Exception as e:  # noqa: BLE001 - a bad export must not take the server down
             self._record_failure(version, path, fingerprint, e, now)
-            self._note_unavailable(why, ready)
             return None
         self._failures.pop(version, None)
-        old, self._current = self._current, ServedVersion(version, predictor, self._make_batcher(predictor))
-        self._why_not, self._warned = None, None
         log.info("Serving version %d from %s.", version, path)
-        return old
+        return ServedVersion(version, predictor, self._make_batcher(predictor))
 
     def _may_try(self, version: int, now: float) -> bool:
         failure = self._failures.get(version)
