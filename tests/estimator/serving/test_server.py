@@ -38,7 +38,9 @@ def served(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("taxi_exports"))
     w = np.random.default_rng(0).normal(size=3).astype(np.float32)
     path = export_saved_model(ExportableFunction(_two_inputs, {"w": w}), base, SPEC)
-    server = Server(base, "taxi", "--max_body_bytes", "4096", "--max_batch_size", "16")
+    version = os.path.basename(path)
+    server = Server(base, "taxi", "--max_body_bytes", "4096", "--max_batch_size", "16",
+                    "--version_labels", f"stable={version},canary={int(version) + 1}")
     yield server, w, int(os.path.basename(path)), path
     server.stop()
 
@@ -107,6 +109,26 @@ def test_unknown_model_version_or_path_get_404_and_big_bodies_413(served):
     r = server.predict(big)
     assert r.status_code == 413 and "over the limit" in r.json()["error"]
     assert server.predict(ok).status_code == 200
+
+
+def test_version_and_label_routes_and_tf_serving_error_shapes(served):
+    server, w, version, _ = served
+    ok = {"instances": [{"x": [1.0, 2.0, 3.0], "k": 1}]}
+    want = server.predict(ok).json()
+    for prefix in (f"/versions/{version}", "/labels/stable"):
+        assert httpx.post(f"{server.url}/v1/models/taxi{prefix}:predict", json=ok).json() == want
+        assert httpx.get(f"{server.url}/v1/models/taxi{prefix}").json()["model_version_status"][0]["version"] == str(version)
+        assert httpx.get(f"{server.url}/v1/models/taxi{prefix}/metadata").status_code == 200
+    for path, message in [("/labels/canary:predict", f"Version {version + 1} of model 'taxi' is not loaded"),
+                          ("/labels/nope:predict", "Unrecognized version label 'nope'"),
+                          (f"/versions/{version + 7}:predict", "is not loaded")]:
+        r = httpx.post(f"{server.url}/v1/models/taxi{path}", json=ok)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+        assert list(r.json()) == ["error"] and message in r.json()["error"]
+    r = httpx.post(f"{server.url}/v1/models/taxi:explain", json=ok)
+    assert r.status_code == 404 and list(r.json()) == ["error"]
+    r = httpx.get(f"{server.url}/v1/models/taxi:predict")
+    assert r.status_code == 405 and list(r.json()) == ["error"]
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served):
