@@ -164,6 +164,8 @@ class _Server:
                     raise ServingError(405, f":{verb} takes POST.")
                 served = self.served(m["name"], m["version"], m["label"])
                 content = await self._predict(served, verb, await body())
+            elif method not in ("GET", "HEAD"):
+                raise ServingError(405, f"{path} takes GET; predictions are POSTed to {path.rstrip('/')}:predict.")
             elif m["meta"]:
                 api = "metadata"
                 served = self.served(m["name"], m["version"], m["label"])
@@ -241,7 +243,7 @@ def build_app(config: ServerConfig) -> Callable:
             server.large.shutdown(wait=False, cancel_futures=True)
 
     routes = [
-        Route("/v1/models/{path:path}", server.models, methods=["GET", "POST"]),
+        Route("/v1/models/{path:path}", server.models, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
         Route("/monitoring/prometheus/metrics", server.metrics_page),
         Route("/metrics", server.metrics_page),
         Route("/{path:path}", server.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]),

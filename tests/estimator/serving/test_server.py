@@ -127,8 +127,9 @@ def test_version_and_label_routes_and_tf_serving_error_shapes(served):
         assert list(r.json()) == ["error"] and message in r.json()["error"]
     r = httpx.post(f"{server.url}/v1/models/taxi:explain", json=ok)
     assert r.status_code == 404 and list(r.json()) == ["error"]
-    r = httpx.get(f"{server.url}/v1/models/taxi:predict")
-    assert r.status_code == 405 and list(r.json()) == ["error"]
+    for method, path in [("GET", ":predict"), ("PUT", ":predict"), ("POST", ""), ("DELETE", "/metadata")]:
+        r = httpx.request(method, f"{server.url}/v1/models/taxi{path}", json=ok)
+        assert r.status_code == 405 and list(r.json()) == ["error"], (method, path, r.text)
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served):
