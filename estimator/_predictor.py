@@ -66,13 +66,29 @@ _KIND_NAMES = {bool: "booleans", int: "integers",
 
 
 def _leaf_types(values: Any, depth: int) -> set[type] | None:
-    """Types of the values ``depth`` list levels down (None when the nesting is not lists)."""
+    """Types of the values ``depth`` list levels down (None when the nesting is not lists).
+
+    numpy scalars count as their Python kind (``np.float32`` as float, ...); arrays as lists.
+    """
     try:
         for _ in range(depth):
             values = itertools.chain.from_iterable(values)
-        return set(map(type, values))
+        types = set(map(type, values))
     except TypeError:
         return None
+    if any(issubclass(t, np.generic | np.ndarray) for t in types):
+        types = {_python_kind(t) for t in types}
+    return types
+
+
+def _python_kind(t: type) -> type:
+    if t is np.ndarray:
+        return list
+    for numpy_type, python_type in ((np.bool_, bool), (np.integer, int), (np.floating, float),
+                                    (np.str_, str), (np.bytes_, bytes)):
+        if issubclass(t, numpy_type):
+            return python_type
+    return t
 
 
 def _describe(types: set[type]) -> str:
@@ -142,13 +158,14 @@ def _string_column(values: Any, depth: int, where: str) -> np.ndarray:
             arr = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(values)
         return arr
     types = _leaf_types(values, depth)
-    if types is not None and not types <= {str, dict}:
-        raise PredictorInputError(f"{where}: expected strings (or {{\"b64\": \"...\"}}), got {_describe(types - {str, dict})}.")
+    if types is not None and not types <= {str, bytes, dict}:
+        raise PredictorInputError(f"{where}: expected strings (or {{\"b64\": \"...\"}}), got "
+                                  f"{_describe(types - {str, bytes, dict})}.")
     try:
         arr = np.array(values, dtype=object)
     except ValueError:
         raise PredictorInputError(f"{where}: values are ragged (lists of different lengths).") from None
-    if (types is None or dict in types) and not all(type(v) is str for v in arr.flat):
+    if (types is None or not types <= {str}) and not all(type(v) is str for v in arr.flat):
         arr = _decode_b64(arr, where)
     return arr
 
@@ -170,7 +187,7 @@ def _column(name: str, values: Any, spec: Mapping[str, Any]) -> np.ndarray:
 
 
 def _decode_b64(arr: np.ndarray, where: str) -> np.ndarray:
-    """Strings given in TF Serving's binary form ``{"b64": "<base64>"}``, decoded (UTF-8 text)."""
+    """Strings given in TF Serving's binary form ``{"b64": "<base64>"}`` (or as bytes), decoded (UTF-8 text)."""
     out = np.empty(arr.shape, object)
     for i, value in enumerate(arr.flat):
         if isinstance(value, dict) and value.keys() == {"b64"} and isinstance(value["b64"], str):
@@ -178,6 +195,11 @@ def _decode_b64(arr: np.ndarray, where: str) -> np.ndarray:
                 value = base64.b64decode(value["b64"], validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError) as e:
                 raise PredictorInputError(f"{where}: a {{\"b64\": ...}} value is not base64 of UTF-8 text ({e}).") from None
+        elif isinstance(value, bytes):  # the Python API: bytes are UTF-8 text, as in the feature columns
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PredictorInputError(f"{where}: a bytes value is not UTF-8 text.") from None
         elif not isinstance(value, str):
             raise PredictorInputError(f"{where}: expected strings (or {{\"b64\": \"...\"}}), got "
                                       f"{_describe({type(value)})}.")
