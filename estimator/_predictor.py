@@ -14,6 +14,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +66,9 @@ _KIND_NAMES = {bool: "booleans", int: "integers",
                dict: "objects", type(None): "nulls"}
 
 
+_PLAIN_TYPES = frozenset({bool, int, float, str, bytes, dict, list, tuple, type(None)})
+
+
 def _leaf_types(values: Any, depth: int) -> set[type] | None:
     """Types of the values ``depth`` list levels down (None when the nesting is not lists).
 
@@ -76,9 +80,9 @@ def _leaf_types(values: Any, depth: int) -> set[type] | None:
         types = set(map(type, values))
     except TypeError:
         return None
-    if any(issubclass(t, np.generic | np.ndarray) for t in types):
-        types = {_python_kind(t) for t in types}
-    return types
+    if types <= _PLAIN_TYPES:
+        return types
+    return {_python_kind(t) for t in types}
 
 
 def _python_kind(t: type) -> type:
@@ -95,49 +99,53 @@ def _describe(types: set[type]) -> str:
     return " and ".join(sorted(_KIND_NAMES.get(t, t.__name__) for t in types))
 
 
+_ALLOWED = {"b": frozenset({bool, list, tuple}), "i": frozenset({int, list, tuple}),
+            "u": frozenset({int, list, tuple}), "f": frozenset({int, float, list, tuple})}
+
+
 def _numeric_column(values: Any, target: np.dtype, depth: int, where: str) -> np.ndarray:
     """A numeric feature as TF Serving types JSON: no booleans as numbers, no floats as ints, no overflow."""
-    dtype = target.name
+    tkind = target.kind
     if isinstance(values, np.ndarray):
         arr = values
         kind = arr.dtype.kind
         if arr.size and kind not in "biuf":
-            raise PredictorInputError(f"{where}: expected {dtype} numbers, got non-numeric values.")
-        if arr.size and (kind == "b") != (target.kind == "b"):
+            raise PredictorInputError(f"{where}: expected {target.name} numbers, got non-numeric values.")
+        if arr.size and (kind == "b") != (tkind == "b"):
             got = "booleans" if kind == "b" else "numbers"
             raise PredictorInputError(f"{where}: expected {_expected(target)}, got {got}.")
-        if arr.size and kind == "f" and target.kind in "iu":
-            raise PredictorInputError(f"{where}: expected integers ({dtype}), got floating-point numbers.")
+        if arr.size and kind == "f" and tkind in "iu":
+            raise PredictorInputError(f"{where}: expected integers ({target.name}), got floating-point numbers.")
     else:
-        allowed = {bool} if target.kind == "b" else {int} if target.kind in "iu" else {int, float}
         types = _leaf_types(values, depth)
-        if types is not None and not types <= allowed | {list, tuple}:
-            raise PredictorInputError(f"{where}: expected {_expected(target)}, got {_describe(types - allowed)}.")
+        if types is not None and not types <= _ALLOWED[tkind]:
+            raise PredictorInputError(
+                f"{where}: expected {_expected(target)}, got {_describe(types - _ALLOWED[tkind])}.")
         try:
             arr = np.asarray(values)
         except (ValueError, TypeError):
             raise PredictorInputError(f"{where}: values are ragged (lists of different lengths) or nested "
                                       "deeper than the input's shape.") from None
-        if arr.dtype == object:
+        if arr.dtype.kind == "O":
             if types is not None and types <= {int, float}:
-                raise PredictorInputError(f"{where}: an integer is too large for {dtype}"
-                                          + (f" (range [{_range(target)}])." if target.kind in "iu" else "."))
+                raise PredictorInputError(f"{where}: an integer is too large for {target.name}"
+                                          + (f" (range [{_range(target)}])." if tkind in "iu" else "."))
             raise PredictorInputError(f"{where}: values are ragged (lists of different lengths) or nested "
                                       "deeper than the input's shape.")
-    if arr.size and target.kind in "iu" and arr.dtype.kind in "iu":
+    cast = arr.astype(target, copy=False)
+    if cast is arr:
+        return cast
+    if tkind in "iu" and arr.size and (cast != arr).any():
         info = np.iinfo(target)
-        low, high = arr.min(), arr.max()
-        if low < info.min or high > info.max:
-            bad = low if low < info.min else high
-            raise PredictorInputError(f"{where}: {int(bad)} is out of the {dtype} range [{_range(target)}].")
-    if target.kind == "f" and arr.dtype.kind == "f" and arr.dtype.itemsize > target.itemsize and arr.size:
-        cast = arr.astype(target)
+        bad = arr[(arr < info.min) | (arr > info.max)]
+        raise PredictorInputError(f"{where}: {int(bad[0])} is out of the {target.name} range [{_range(target)}].")
+    # A finite sum means no infinity (one cheap call); else look closer: Infinity tokens are fine.
+    if tkind == "f" and arr.dtype.itemsize > target.itemsize and not math.isfinite(cast.sum()):
         overflow = np.isinf(cast) & np.isfinite(arr)
         if overflow.any():
-            raise PredictorInputError(f"{where}: {float(arr[overflow][0])!r} is beyond the {dtype} range "
+            raise PredictorInputError(f"{where}: {float(arr[overflow][0])!r} is beyond the {target.name} range "
                                       f"(largest magnitude {float(np.finfo(target).max):.7g}).")
-        return cast
-    return arr.astype(target, copy=False)
+    return cast
 
 
 def _expected(target: np.dtype) -> str:
