@@ -149,8 +149,9 @@ def encode_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
     """:func:`format_response` as JSON bytes; NaN and infinities as TF Serving writes them
     (``NaN``, ``Infinity``, ``-Infinity``), not as null."""
     payload = format_response(outputs, fmt)
-    if all(np.isfinite(v).all() for v in outputs.values() if np.asarray(v).dtype.kind == "f"):
-        return orjson.dumps(payload)
+    encoded = orjson.dumps(payload)  # writes NaN and infinities as null, and nothing else as null
+    if b"null" not in encoded or all(np.isfinite(v).all() for v in outputs.values() if np.asarray(v).dtype.kind == "f"):
+        return encoded
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
