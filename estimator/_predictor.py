@@ -342,7 +342,7 @@ def read_signature(path: str) -> dict[str, Any]:
     if not isinstance(signature, dict) or signature.get("format") != FORMAT:
         raise ExportFormatError(f"{where}: not a jax-estimator export signature (no \"format\": {FORMAT!r}).")
     version = signature.get("format_version")
-    if version not in _SUPPORTED_FORMAT_VERSIONS:
+    if type(version) is not int or version not in _SUPPORTED_FORMAT_VERSIONS:
         newer = isinstance(version, int) and version > max(_SUPPORTED_FORMAT_VERSIONS)
         raise ExportFormatError(
             f"{where}: format_version {version!r} is not one this jax-estimator reads "
@@ -409,12 +409,16 @@ def _deserialize(full: str, data: bytes, signature: Mapping[str, Any]) -> jax_ex
     try:
         return jax_export.deserialize(bytearray(data))
     except Exception as e:  # noqa: BLE001 - flatbuffer/struct/index errors of a damaged file
-        written = signature["jax_version"]
-        hint = (f" It was written with jax {written}, newer than this jax {jax.__version__}: upgrade jax."
-                if _version_tuple(written) > _version_tuple(jax.__version__) else "")
+        written, here = signature["jax_version"], jax.__version__
+        if _version_tuple(written) > _version_tuple(here):
+            hint = f"It was written with jax {written}, newer than this jax {here}: upgrade jax to load it."
+        elif written != here:
+            hint = (f"It was written with jax {written}, this is jax {here}: the file is damaged, or too old "
+                    "for this jax to read; re-export it with this jax.")
+        else:
+            hint = "The file is truncated or corrupt."
         raise ExportFormatError(
-            f"{full}: not a readable jax.export serialization ({type(e).__name__}: {e})."
-            f"{hint or ' The file is truncated or corrupt.'}") from None
+            f"{full}: not a readable jax.export serialization ({type(e).__name__}: {e}). {hint}") from None
 
 
 def _this_platform() -> str:

@@ -340,6 +340,7 @@ def test_truncated_or_corrupt_files_raise_export_error_naming_the_file(tmp_path,
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.update(format_version=99), "format_version 99 .*upgrade jax-estimator"),
     (lambda s: s.update(format="something-else"), "not a jax-estimator export"),
+    (lambda s: s.update(format_version=True), "format_version True is not one"),
     (lambda s: s.pop("jax_version"), "jax_version is missing"),
     (lambda s: s.update(platforms=[]), "platforms must be a non-empty list"),
     (lambda s: s.pop("variables"), "variables must be a list"),
@@ -376,6 +377,11 @@ def test_symlinks_out_of_the_export_pickles_and_foreign_platforms_are_refused(tm
         _edit_signature(path, _without_manifest)
         with pytest.raises(ExportError, match=message):
             load(path)
+    path = _fresh_export(tmp_path)
+    _edit_signature(path, lambda s: (_without_manifest(s), s.update(jax_version="99.0.0")))
+    _truncate(path, "computation.jaxexport")
+    with pytest.raises(ExportError, match=r"written with jax 99\.0\.0, newer than this jax .*upgrade jax"):
+        load(path)
     tpu_only = _fresh_export(tmp_path, platforms=("tpu",))
     with pytest.raises(ExportError, match=r"lowered for \['tpu'\], not for this process's default backend 'cpu'"):
         load(tpu_only)

@@ -13,6 +13,7 @@ import numpy as np
 from _model_server import Server
 
 from estimator.export import ExportableFunction, export_saved_model
+from estimator.serving._rest import version_status
 from estimator.serving._versions import VersionManager
 
 
@@ -137,6 +138,9 @@ def test_a_broken_version_is_retried_with_bounded_backoff_and_again_when_its_fil
     assert attempts == [0.0, 1.0, 3.0, 7.0]  # 1 + 3 retries, backoff 1, 2, 4 s; then given up
     assert "gave up after 4 attempts" in manager.failed_versions()[int(os.path.basename(bad))]
     assert "computation.jaxexport" in manager.failed_versions()[int(os.path.basename(bad))]
+    status = version_status([manager.current.version], manager.failed_versions())["model_version_status"]
+    assert [(s["version"], s["state"], s["status"]["error_code"]) for s in status] == [
+        (os.path.basename(bad), "END", "UNKNOWN"), (os.path.basename(good), "AVAILABLE", "OK")]
     shutil.rmtree(bad)
     shutil.copytree(_export(tmp_path / "again", 3.0), bad)  # fixed files: loaded at once
     manager.refresh()
