@@ -4,20 +4,27 @@ An export lives at ``<export_dir_base>/<version>/`` where ``<version>`` is an in
 Unix timestamp in seconds, bumped to stay unique and increasing), as TensorFlow Serving
 expects. It is written in a hidden temporary directory, fsynced, then renamed into
 place, so a half-written export is never visible under its final name. A version also
-counts as complete only once its signature file (:data:`SIGNATURE_FILE`) exists.
+counts as complete only once its signature file (:data:`SIGNATURE_FILE`) exists; since
+format version 2 the signature also lists every file's size and SHA-256 (``manifest``), so a
+version copied file by file (cp -r, rsync, gsutil) is recognisably incomplete until each
+listed file has its full size (:func:`incomplete_reason`) and the loader checks the digests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 SIGNATURE_FILE = "saved_model.json"
+FORMAT = "jax-estimator-export"
+FORMAT_VERSION = 2  # 2: the signature's "manifest" lists each file's size and sha256
 
 
 class ExportDirError(OSError):
@@ -35,6 +42,61 @@ def complete_versions(export_dir_base: str) -> list[int]:
         if name.isdigit() and os.path.isfile(os.path.join(export_dir_base, name, SIGNATURE_FILE)):
             versions.append(int(name))
     return sorted(versions)
+
+
+def member_path(export_dir: str, name: Any) -> str | None:
+    """``export_dir/name`` when ``name`` is a relative path staying inside ``export_dir``, else None.
+
+    Rejects absolute paths, ``..`` components and symlinks leading out of the directory, so a
+    crafted signature cannot make a loader read arbitrary files.
+    """
+    if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        return None
+    path = os.path.join(export_dir, name)
+    root = os.path.realpath(export_dir)
+    if os.path.commonpath([root, os.path.realpath(path)]) != root:
+        return None
+    return path
+
+
+def incomplete_reason(export_dir: str) -> str | None:
+    """Why ``export_dir`` is not (yet) a complete export, or None when it looks complete.
+
+    Cheap (stat calls only): the signature file must parse and every file it lists must
+    exist, with the manifest's size where it has one. Whether the contents are right is
+    the loader's check (digests); a reason here means "wait", not "broken".
+    """
+    sig_path = os.path.join(export_dir, SIGNATURE_FILE)
+    try:
+        with open(sig_path, "rb") as f:
+            signature = json.loads(f.read())
+    except FileNotFoundError:
+        return f"{SIGNATURE_FILE} is missing"
+    except (OSError, ValueError):
+        return f"{SIGNATURE_FILE} is not readable JSON yet"
+    if not isinstance(signature, dict):
+        return None  # not ours to judge: the loader names the problem
+    manifest = signature.get("manifest")
+    files = signature.get("files")
+    if isinstance(manifest, dict):
+        expected = {name: entry.get("bytes") if isinstance(entry, dict) else None for name, entry in manifest.items()}
+    elif isinstance(files, dict):
+        expected = {name: None for name in files.values() if name}
+    else:
+        return None
+    for name, size in expected.items():
+        path = member_path(export_dir, name)
+        if path is None:
+            continue
+        try:
+            got = os.stat(path).st_size
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except OSError:
+            continue
+        if isinstance(size, int) and got != size:
+            return f"{name} has {got} of {size} bytes"
+    return None
 
 
 def _fsync_tree(path: str) -> None:

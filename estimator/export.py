@@ -3,12 +3,14 @@
 ``export_saved_model`` writes ``export_dir_base/<version>/`` (``<version>`` an integer
 timestamp, unique and increasing; the directory appears atomically, complete)::
 
-    saved_model.json     signature: raw inputs, model inputs, outputs, variables, versions
+    saved_model.json     signature: raw inputs, model inputs, outputs, variables, versions,
+                         and the manifest (size and SHA-256 of every other file); written last
     computation.jaxexport  jax.export serialization of (variables, features) -> predictions,
                          symbolic batch dimension, lowered for cpu, cuda and tpu
     transform.jaxexport  (only with ServingInput.transform) raw numeric -> model features, cpu
     variables.npz        parameters and model state as plain arrays (allow_pickle=False)
     preprocessing.json   the host-side feature transform (vocabularies, hash buckets, crosses)
+                         and, for classifiers, the class names ``class_ids`` map to
     computation.mlir     (as_text=True only) the StableHLO text, for reading
 
 ``load(path)`` returns a :class:`Predictor`; it needs neither the model code nor pickle.
@@ -19,6 +21,8 @@ an ``Estimator``, or :class:`ExportableFunction` wrapping a pure function and it
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import time
@@ -30,9 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
-from estimator._export_dir import SIGNATURE_FILE, atomic_export_dir
+from estimator._export_dir import FORMAT, FORMAT_VERSION, SIGNATURE_FILE, atomic_export_dir
 from estimator._predictor import (
     STRING,
+    ExportError,
     ExportFormatError,
     Predictor,
     PredictorInputError,
@@ -42,6 +47,8 @@ from estimator._predictor import (
 
 __all__ = [
     "DEFAULT_PLATFORMS",
+    "FORMAT",
+    "FORMAT_VERSION",
     "ExportError",
     "ExportFormatError",
     "Exportable",
@@ -54,12 +61,6 @@ __all__ = [
 ]
 
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
-FORMAT = "jax-estimator-export"
-FORMAT_VERSION = 1
-
-
-class ExportError(ValueError):
-    """The model or its serving input cannot be exported as asked."""
 
 
 class ServingInput(NamedTuple):
@@ -273,17 +274,23 @@ def export_saved_model(
     }
     with atomic_export_dir(export_dir_base) as box:
         d = box[0]
-        _write(os.path.join(d, "computation.jaxexport"), exported.serialize())
+        manifest: dict[str, dict[str, Any]] = {}
+        _write(d, "computation.jaxexport", exported.serialize(), manifest)
         if transform_exp is not None:
-            _write(os.path.join(d, "transform.jaxexport"), transform_exp.serialize())
-        np.savez(os.path.join(d, "variables.npz"), **{n: _stored(a) for n, a in zip(names, leaves, strict=True)})
-        _write(os.path.join(d, "preprocessing.json"), preprocessing_json.encode())
+            _write(d, "transform.jaxexport", transform_exp.serialize(), manifest)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{n: _stored(a) for n, a in zip(names, leaves, strict=True)})
+        _write(d, "variables.npz", buffer.getvalue(), manifest)
+        _write(d, "preprocessing.json", preprocessing_json.encode(), manifest)
         if as_text:
-            _write(os.path.join(d, "computation.mlir"), exported.mlir_module().encode())
-        _write(os.path.join(d, SIGNATURE_FILE), json.dumps(signature, indent=1).encode())
+            _write(d, "computation.mlir", exported.mlir_module().encode(), manifest)
+        signature["manifest"] = manifest  # written last: a copy is complete once every listed file matches
+        _write(d, SIGNATURE_FILE, json.dumps(signature, indent=1).encode())
     return box[0]
 
 
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
+def _write(export_dir: str, name: str, data: bytes, manifest: dict | None = None) -> None:
+    with open(os.path.join(export_dir, name), "wb") as f:
         f.write(data)
+    if manifest is not None:
+        manifest[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

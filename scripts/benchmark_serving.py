@@ -1,13 +1,15 @@
 """Serving benchmark: single-row :predict at 1/16/64 connections against four servers.
 
-    python scripts/benchmark_serving.py [--model_base_path DIR] [--seconds 4]
+    python scripts/benchmark_serving.py [--model_base_path DIR] [--seconds 4] [--workers 1,2,4]
 
 Servers (each its own process, uvicorn + starlette): our server with dynamic batching,
 our server without batching, a naive server (the loaded export called inline, once per
-request) and the HTTP ceiling (parses the JSON body, answers a constant). The load
-generator is ``wrk`` (a Lua POST body) when installed, else an async httpx client in its
-own process. Without --model_base_path a 7->64->32->1 MLP export is generated. Prints QPS
-and p50/p99 latency per cell; numbers are indicative on a shared machine.
+request) and the HTTP ceiling (parses the JSON body, answers a constant). ``--workers``
+adds our batching server with ``--workers N`` (N processes on one port) for each N > 1,
+and reports QPS against worker count. The load generator is ``wrk`` (a Lua POST body)
+when installed, else an async httpx client in its own process. Without
+--model_base_path a 7->64->32->1 MLP export is generated. Prints QPS and p50/p99 latency
+per cell; numbers are indicative on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 import time
 
 MODEL_NAME = "bench"
+WRK_THREADS = 1
 FEATURES = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
             "passenger_count", "hourofday", "dayofweek"]
 
@@ -162,15 +165,22 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of process ``pid`` and its child processes (workers), from /proc."""
+    total = 0.0
+    for entry in (e for e in os.listdir("/proc") if e.isdigit()):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _batch_stats(predict_url: str, kind: str) -> tuple[float, float]:
     """(examples, device calls) so far, from our server's /metrics; zeros for the baselines."""
-    if kind not in OURS:
+    if kind not in OURS or "--workers" in OURS[kind]:  # each worker has its own counters
         return 0.0, 0.0
     import httpx
 
@@ -191,7 +201,7 @@ def _run_wrk(url: str, body: str, conns: int, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
     try:
-        out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name, url],
+        out = subprocess.run(["wrk", f"-t{min(WRK_THREADS, conns)}", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name, url],
                              capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(f.name)
@@ -248,6 +258,9 @@ def main() -> None:
     p.add_argument("--servers", default="batching,no batching,naive,ceiling,bare ceiling",
                    help=f"comma-separated, from: {', '.join([*OURS, 'naive', 'ceiling', 'bare ceiling'])}")
     p.add_argument("--loadgen", choices=["auto", "wrk", "httpx"], default="auto")
+    p.add_argument("--workers", default="1",
+                   help="comma-separated worker counts; each N > 1 adds 'batching wN' (--workers N)")
+    p.add_argument("--wrk_threads", type=int, default=1, help="wrk -t (raise it when measuring several workers)")
     p.add_argument("--_serve"), p.add_argument("--_model_dir"), p.add_argument("--_port", type=int)
     p.add_argument("--_load"), p.add_argument("--_conns", type=int), p.add_argument("--_seconds", type=float)
     args = p.parse_args()
@@ -274,6 +287,13 @@ def main() -> None:
     conns = [int(c) for c in args.connections.split(",")]
     print(f"load generator: {'wrk' if use_wrk else 'httpx'}; {args.seconds:g} s per cell; body {body}")
     kinds = args.servers.split(",")
+    workers = sorted({int(n) for n in args.workers.split(",")})
+    for n in workers:
+        if n > 1:
+            OURS[f"batching w{n}"] = ["--workers", str(n)]
+            kinds.append(f"batching w{n}")
+    global WRK_THREADS
+    WRK_THREADS = args.wrk_threads
     unknown = [k for k in kinds if k not in (*OURS, "naive", "ceiling", "bare ceiling")]
     if unknown:
         p.error(f"unknown --servers {unknown}")
@@ -306,10 +326,11 @@ def main() -> None:
     finally:
         for proc, _ in procs.values():
             _stop(proc)
-    _report(results, kinds, conns)
+    _report(results, kinds, conns, workers)
 
 
-def _report(results: dict[tuple[str, int], list[dict]], kinds: list[str], conns: list[int]) -> None:
+def _report(results: dict[tuple[str, int], list[dict]], kinds: list[str], conns: list[int],
+            workers: list[int]) -> None:
     """Median over rounds per cell, then the targets of issue 5."""
     med = {key: {m: statistics.median(r[m] for r in rs) for m in ("qps", "p50", "p99", "cpu_us", "batch")} | {
         "errors": sum(r["errors"] for r in rs)} for key, rs in results.items()}
@@ -318,16 +339,26 @@ def _report(results: dict[tuple[str, int], list[dict]], kinds: list[str], conns:
     for c in conns:
         for kind in kinds:
             r = med[(kind, c)]
-            batch = f"{r['batch']:.1f}" if kind in OURS else "-"
+            batch = f"{r['batch']:.1f}" if kind in OURS and "--workers" not in OURS[kind] else "-"
             print(f"| {kind} | {c} | {r['qps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_us']:.0f} | "
                   f"{batch} | {r['errors']} |")
     if {"batching", "ceiling"} <= set(kinds) and max(conns) in conns:
         b, top = med[("batching", max(conns))], med[("ceiling", max(conns))]
         print(f"\nc={max(conns)}: batching/ceiling = {b['qps'] / top['qps']:.2f} (target >= 0.8), "
               f"p99 {b['p99']:.1f} ms (target <= 50)")
+    if len(workers) > 1 and "batching" in kinds:
+        top = max(conns)
+        base = med[("batching", top)]["qps"]
+        cells = [f"{n} worker{'s' if n > 1 else ''}: {med[(_kind(n), top)]['qps']:.0f} QPS "
+                 f"({med[(_kind(n), top)]['qps'] / base:.2f}x)" for n in workers]
+        print(f"QPS vs workers at c={top} (cores: {os.cpu_count()}): " + ", ".join(cells))
     if {"batching", "naive"} <= set(kinds) and 1 in conns:
         delta = med[("batching", 1)]["p50"] - med[("naive", 1)]["p50"]
         print(f"c=1: batching p50 - naive p50 = {delta:+.2f} ms (target <= +0.5)")
+
+def _kind(workers: int) -> str:
+    return "batching" if workers == 1 else f"batching w{workers}"
+
 
 if __name__ == "__main__":
     main()

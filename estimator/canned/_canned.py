@@ -75,6 +75,9 @@ class CannedEstimator(Estimator):
         vocab = getattr(self._head, "label_vocabulary", None)
         if vocab is not None:
             config["label_vocabulary"] = list(vocab)
+        names = getattr(self._head, "class_names", None)
+        if names is not None:  # the loader maps class_ids to these, as predict() does (host_predictions)
+            config["class_names"] = list(names)
         return config
 
     def _host_preprocess_labels(self, labels: Any) -> Any:

@@ -289,9 +289,12 @@ class _ClassHead(Head):
                     f"got {len(vocab)}: {vocab[:10]}.")
             label_vocabulary = tuple(vocab)
         self.label_vocabulary = label_vocabulary
-        self._class_names = np.array(
-            [v.encode() for v in label_vocabulary] if label_vocabulary else
-            [str(i).encode() for i in range(self.n_classes)], dtype=object)
+        self._class_names = np.array([v.encode() for v in self.class_names], dtype=object)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """What ``classes`` holds per class id: the label vocabulary, else ``"0"``, ``"1"``, ..."""
+        return self.label_vocabulary or tuple(str(i) for i in range(self.n_classes))
 
     def _ids_of(self, labels: Any) -> np.ndarray:
         """Host: class ids of ``labels`` (strings via the vocabulary, else integers checked in range)."""

@@ -1,8 +1,10 @@
-"""One device call for many requests: merge their columns, convert once, predict, split.
+"""One device call for many requests: merge their columns, prepare once, predict, split.
 
-Each request's values were only layout-checked on arrival (``gather_columns``); dtypes
-and shapes are checked here for the merged batch in one numpy conversion per feature.
-If that fails, each request is converted alone so only the bad ones get the error.
+Each request's values were only layout-checked on arrival (``gather_columns``); their
+types, ranges and feature-column values (vocabularies, identity ranges) are checked by
+``Predictor.prepare``, once for the merged batch. If that rejects the batch, every
+request is prepared alone, so only the bad ones get the error and the others are
+predicted together as if nothing happened.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from estimator._predictor import Predictor, PredictorInputError, convert_columns
+from estimator._predictor import Predictor, PredictorInputError
 
 Observer = Callable[[int], None]
 
@@ -27,26 +29,25 @@ def _merge(names: list[str], columns: list[dict[str, Any]]) -> dict[str, list]:
 
 def batch_predictor(predictor: Predictor, on_batch: Observer | None = None) -> Callable[[list], list]:
     """Returns ``run(items) -> results`` for a Batcher; items are ``(columns, size)`` pairs."""
-    inputs = predictor.inputs
-    names = list(inputs)
+    names = list(predictor.inputs)
 
     def run(items: list[tuple[dict[str, Any], int]]) -> list:
         try:
             merged = items[0][0] if len(items) == 1 else _merge(names, [c for c, _ in items])
-            arrays = convert_columns(inputs, merged)
+            features = predictor.prepare(merged)
             results: list[Any] = [None] * len(items)
         except PredictorInputError as e:
             if len(items) == 1:
                 return [e]
-            results = [_try_convert(inputs, c) for c, _ in items]
+            results = [_try_prepare(predictor, c) for c, _ in items]
             good = [r for r in results if not isinstance(r, Exception)]
             if not good:
                 return results
-            arrays = {n: np.concatenate([g[n] for g in good]) for n in names}
+            features = {k: np.concatenate([g[k] for g in good]) for k in good[0]}
         todo = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
         if on_batch is not None:
             on_batch(sum(items[i][1] for i in todo))
-        outputs = predictor.predict_columns(arrays)
+        outputs = predictor.run(features)
         start = 0
         for i in todo:
             n = items[i][1]
@@ -57,8 +58,8 @@ def batch_predictor(predictor: Predictor, on_batch: Observer | None = None) -> C
     return run
 
 
-def _try_convert(inputs: dict, columns: dict) -> dict[str, np.ndarray] | Exception:
+def _try_prepare(predictor: Predictor, columns: dict) -> dict[str, np.ndarray] | Exception:
     try:
-        return convert_columns(inputs, columns)
+        return predictor.prepare(columns)
     except PredictorInputError as e:
         return e

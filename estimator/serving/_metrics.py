@@ -13,6 +13,7 @@ from collections import defaultdict
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PREFIX = "jax_estimator_serving"
+APIS = ("predict", "classify", "regress", "metadata", "status", "other")  # the only api label values
 
 
 class _Histogram:
@@ -47,7 +48,13 @@ class Metrics:
         self.version = 0
 
     def observe_request(self, api: str, status: int, seconds: float) -> None:
-        """Counts one request to ``api`` answered with ``status`` after ``seconds``."""
+        """Counts one request to ``api`` answered with ``status`` after ``seconds``.
+
+        Label values are bounded: an ``api`` outside :data:`APIS` counts as ``other`` and a
+        status outside 100..599 as 0, so no client can grow the page with made-up paths.
+        """
+        api = api if api in APIS else "other"
+        status = status if 100 <= status <= 599 else 0
         with self._lock:
             self._requests[(api, status)] += 1
             hist = self._latency.get(api)

@@ -287,3 +287,101 @@ def test_best_exporter_remembers_the_best_across_restarts(tmp_path):
     assert bigger.export(_fn_model(), str(tmp_path / "acc"), None, {"accuracy": 0.4}, False) is None
     with pytest.raises(ExporterError, match="'average_loss', missing"):
         restarted.export(_fn_model(), base, None, {"loss": 1.0}, False)
+
+
+# ------------------------------------------------------------------ loading damaged or crafted exports
+def _fresh_export(tmp_path, **kw) -> str:
+    return export_saved_model(ExportableFunction(_toy_fn, *_toy_arrays()), str(tmp_path / "e"), SPEC, **kw)
+
+
+def _edit_signature(path, edit) -> None:
+    sig_path = os.path.join(path, "saved_model.json")
+    with open(sig_path) as f:
+        sig = json.load(f)
+    edit(sig)
+    with open(sig_path, "w") as f:
+        json.dump(sig, f)
+
+
+def _without_manifest(sig) -> None:
+    """As exports before format 2: the parsers, not the digests, meet the damage."""
+    del sig["manifest"]
+    sig["format_version"] = 1
+
+
+def _truncate(path, name, keep=0.5) -> None:
+    full = os.path.join(path, name)
+    data = open(full, "rb").read()
+    with open(full, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("name", ["computation.jaxexport", "variables.npz", "preprocessing.json", "saved_model.json"])
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_truncated_or_corrupt_files_raise_export_error_naming_the_file(tmp_path, name, with_manifest):
+    from estimator.export import ExportFormatError
+
+    path = _fresh_export(tmp_path)
+    if not with_manifest:
+        _edit_signature(path, _without_manifest)
+    _truncate(path, name)
+    with pytest.raises(ExportError, match=name.replace(".", r"\.")) as info:
+        load(path)
+    assert isinstance(info.value, ExportFormatError)
+    if with_manifest and name != "saved_model.json":
+        assert "the manifest" in str(info.value)
+    full = os.path.join(path, name)
+    with open(full, "wb") as f:  # same size, garbage
+        f.write(os.urandom(os.path.getsize(full) or 64))
+    with pytest.raises(ExportError, match=name.replace(".", r"\.")):
+        load(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(format_version=99), "format_version 99 .*upgrade jax-estimator"),
+    (lambda s: s.update(format="something-else"), "not a jax-estimator export"),
+    (lambda s: s.update(format_version=True), "format_version True is not one"),
+    (lambda s: s.pop("jax_version"), "jax_version is missing"),
+    (lambda s: s.update(platforms=[]), "platforms must be a non-empty list"),
+    (lambda s: s.pop("variables"), "variables must be a list"),
+    (lambda s: s["files"].pop("computation"), "files must name"),
+    (lambda s: s["inputs"].update(x={"dtype": "complex", "shape": [3]}), r"inputs\['x'\]"),
+    (lambda s: s["files"].update(computation="../../etc/passwd"), "files.computation = '../../etc/passwd' is not a file inside"),
+    (lambda s: s["files"].update(computation="/etc/passwd"), "is not a file inside"),
+    (lambda s: s["manifest"].pop("variables.npz"), "manifest does not list 'variables.npz'"),
+    (lambda s: s["variables"][0].update(name="nope"), "variable 'nope' of the signature is missing"),
+])
+def test_inconsistent_or_crafted_signatures_are_refused_clearly(tmp_path, edit, message):
+    path = _fresh_export(tmp_path)
+    _edit_signature(path, edit)
+    with pytest.raises(ExportError, match=message):
+        load(path)
+
+
+def test_symlinks_out_of_the_export_pickles_and_foreign_platforms_are_refused(tmp_path):
+    path = _fresh_export(tmp_path)
+    outside = tmp_path / "outside.npz"
+    os.rename(os.path.join(path, "variables.npz"), outside)
+    os.symlink(outside, os.path.join(path, "variables.npz"))
+    with pytest.raises(ExportError, match="files.variables = 'variables.npz' is not a file inside"):
+        load(path)
+    for replacement, message in [
+        (np.array([{"a": 1}], dtype=object), r"variables\.npz: not a readable variables archive"),  # a pickle
+        (np.zeros(7, np.float32), r"variable 'params/out' is float32\[7\], the computation expects float32\[4\]"),
+    ]:
+        path = _fresh_export(tmp_path)
+        with np.load(os.path.join(path, "variables.npz")) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays["params/out"] = replacement
+        np.savez(os.path.join(path, "variables.npz"), **arrays)
+        _edit_signature(path, _without_manifest)
+        with pytest.raises(ExportError, match=message):
+            load(path)
+    path = _fresh_export(tmp_path)
+    _edit_signature(path, lambda s: (_without_manifest(s), s.update(jax_version="99.0.0")))
+    _truncate(path, "computation.jaxexport")
+    with pytest.raises(ExportError, match=r"written with jax 99\.0\.0, newer than this jax .*upgrade jax"):
+        load(path)
+    tpu_only = _fresh_export(tmp_path, platforms=("tpu",))
+    with pytest.raises(ExportError, match=r"lowered for \['tpu'\], not for this process's default backend 'cpu'"):
+        load(tpu_only)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,10 +12,10 @@ import httpx
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _model_server import Server
 
 from estimator.export import ExportableFunction, export_saved_model, load
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SPEC = {"x": ("float32", [3]), "k": "int32"}
 
 
@@ -35,51 +33,14 @@ def _one_input(params, state, features):
     return {"scaled": features["v"] * params["s"]}
 
 
-class Server:
-    """``python -m estimator.serving`` as a subprocess on a free localhost port."""
-
-    def __init__(self, base: str, name: str, *flags: str):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.name = name
-        env = {**os.environ, "PYTHONPATH": ROOT}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "estimator.serving", "--model_name", name, "--model_base_path", base,
-             "--port", str(port), "--host", "127.0.0.1", "--log_level", "warning", *flags],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
-            try:
-                if httpx.get(f"{self.url}/v1/models/{name}", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError("the model server did not come up within 120 s")
-
-    def predict(self, body, version=None, name=None) -> httpx.Response:
-        path = f"/v1/models/{name or self.name}" + (f"/versions/{version}" if version else "") + ":predict"
-        content = body if isinstance(body, bytes | str) else json.dumps(body)
-        return httpx.post(self.url + path, content=content, timeout=30)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("taxi_exports"))
     w = np.random.default_rng(0).normal(size=3).astype(np.float32)
     path = export_saved_model(ExportableFunction(_two_inputs, {"w": w}), base, SPEC)
-    server = Server(base, "taxi", "--max_body_bytes", "4096", "--max_batch_size", "16")
+    version = os.path.basename(path)
+    server = Server(base, "taxi", "--max_body_bytes", "4096", "--max_batch_size", "16",
+                    "--version_labels", f"stable={version},canary={int(version) + 1}")
     yield server, w, int(os.path.basename(path)), path
     server.stop()
 
@@ -148,6 +109,27 @@ def test_unknown_model_version_or_path_get_404_and_big_bodies_413(served):
     r = server.predict(big)
     assert r.status_code == 413 and "over the limit" in r.json()["error"]
     assert server.predict(ok).status_code == 200
+
+
+def test_version_and_label_routes_and_tf_serving_error_shapes(served):
+    server, w, version, _ = served
+    ok = {"instances": [{"x": [1.0, 2.0, 3.0], "k": 1}]}
+    want = server.predict(ok).json()
+    for prefix in (f"/versions/{version}", "/labels/stable"):
+        assert httpx.post(f"{server.url}/v1/models/taxi{prefix}:predict", json=ok).json() == want
+        assert httpx.get(f"{server.url}/v1/models/taxi{prefix}").json()["model_version_status"][0]["version"] == str(version)
+        assert httpx.get(f"{server.url}/v1/models/taxi{prefix}/metadata").status_code == 200
+    for path, message in [("/labels/canary:predict", f"Version {version + 1} of model 'taxi' is not loaded"),
+                          ("/labels/nope:predict", "Unrecognized version label 'nope'"),
+                          (f"/versions/{version + 7}:predict", "is not loaded")]:
+        r = httpx.post(f"{server.url}/v1/models/taxi{path}", json=ok)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+        assert list(r.json()) == ["error"] and message in r.json()["error"]
+    r = httpx.post(f"{server.url}/v1/models/taxi:explain", json=ok)
+    assert r.status_code == 404 and list(r.json()) == ["error"]
+    for method, path in [("GET", ":predict"), ("PUT", ":predict"), ("POST", ""), ("DELETE", "/metadata")]:
+        r = httpx.request(method, f"{server.url}/v1/models/taxi{path}", json=ok)
+        assert r.status_code == 405 and list(r.json()) == ["error"], (method, path, r.text)
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served):
