@@ -8,11 +8,14 @@ plus the input iterator's position, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -24,8 +27,14 @@ import optax
 
 from estimator import distribute, nn
 from estimator._prefetch import Prefetcher
-from estimator.checkpoint import CheckpointStore, parse_checkpoint_path
+from estimator.checkpoint import (
+    CheckpointCorruptError,
+    CheckpointStore,
+    checkpoint_dir,
+    parse_checkpoint_path,
+)
 from estimator.hooks import Hook, NanLossDuringTrainingError, NanLossHook, RunContext, RunValues
+from estimator.model_dir_lock import ModelDirLock, ModelDirLockError
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
@@ -42,6 +51,22 @@ class EstimatorError(ValueError):
 
 class ModelFnError(RuntimeError):
     """``model_fn`` raised while being traced; the message names the mode and the features."""
+
+
+class TrainingInterruptedError(RuntimeError):
+    """Training stopped on SIGTERM or SIGINT after saving a checkpoint; rerun to resume.
+
+    ``exit_code`` is what a script should exit with: 128 + the signal number (143
+    for SIGTERM, 130 for Ctrl-C), the status of a process the signal killed, so a
+    scheduler restarts a preempted job as before (exit 0 would mark it finished).
+    """
+
+    def __init__(self, signum: int, step: int, path: str | None):
+        self.signum, self.step, self.path = signum, step, path
+        self.exit_code = 128 + signum
+        saved = f"saved the checkpoint {path}" if path else "no checkpoint was saved"
+        super().__init__(f"Training stopped by {signal.Signals(signum).name} at step {step}; {saved}. "
+                         "Run the same command again to resume.")
 
 
 def _accepted_args(fn: Callable) -> set[str]:
@@ -105,6 +130,8 @@ class Estimator:
         if not model_dir:
             model_dir = tempfile.mkdtemp(prefix="estimator_")
             log.warning("Using temporary folder as model directory: %s", model_dir)
+        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise EstimatorError(f"model_dir {model_dir!r} is a file, not a directory; give a directory path.")
         self._model_dir = os.path.abspath(model_dir)
         self._config = config.replace(model_dir=self._model_dir)
         self._params = dict(params or {})
@@ -115,6 +142,8 @@ class Estimator:
         self._records = {mode: _TraceRecord() for mode in ModeKeys.ALL}
         self._cache: dict[Any, Any] = {}
         self._store: CheckpointStore | None = None
+        self._readers: dict[str, CheckpointStore] = {}
+        self._lock = ModelDirLock(self._model_dir, config.model_dir_lock_timeout_secs, config.break_model_dir_lock)
 
     # ------------------------------------------------------------------ properties
     def model_fn(self, features: Any, labels: Any, mode: str, params: Mapping[str, Any]) -> EstimatorSpec:
@@ -162,7 +191,7 @@ class Estimator:
             spec = self._model_fn(**kwargs)
         except (EstimatorSpecError, ModelFnError, nn.NNError):
             raise
-        except (TypeError, ValueError, IndexError) as error:
+        except (TypeError, ValueError, IndexError, KeyError) as error:
             raise ModelFnError(
                 f"model_fn failed in mode {mode!r} with features {{{_describe(features)}}} and labels "
                 f"{_describe(labels)}: {error}"
@@ -232,28 +261,65 @@ class Estimator:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
+        """The writer's store (training only: it creates directories and deletes old steps)."""
         if self._store is None:
             self._store = CheckpointStore(self._model_dir, self._config.keep_checkpoint_max)
         return self._store
 
+    def _reader(self, root: str) -> CheckpointStore:
+        """A read-only store of ``root`` (works on a read-only model_dir)."""
+        if root not in self._readers:
+            self._readers[root] = CheckpointStore(root, read_only=True)
+        return self._readers[root]
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Holds the model_dir's training lock (process 0 takes it; re-entrant): one trainer per model_dir.
+
+        ``train`` takes it itself; hold it around several calls (``train_and_evaluate``,
+        writing a config beside the checkpoints) so no other trainer slips in between.
+        Raises ``ModelDirLockError`` naming the holder.
+        """
+        chief = jax.process_index() == 0
+        error = None
+        if chief:
+            try:
+                self._lock.acquire()
+            except ModelDirLockError as e:
+                error = e
+        agreed = distribute.agreed(error is None)  # every process fails together
+        if error is not None:
+            raise error
+        if not agreed:
+            raise ModelDirLockError(f"process 0 could not take the training lock of {self._model_dir}; see its log.")
+        try:
+            yield
+        finally:
+            if chief:
+                self._lock.release()
+
     def latest_checkpoint(self) -> str | None:
-        """Path of the newest complete checkpoint in model_dir, or None."""
-        if not os.path.isdir(os.path.join(self._model_dir, "checkpoints")):
+        """Path of the newest complete checkpoint in model_dir, or None (damaged ones are skipped with a warning)."""
+        if not os.path.isdir(checkpoint_dir(self._model_dir)):
             return None
-        store = self._checkpoints()
-        step = store.latest_step()
+        store = self._reader(self._model_dir)
+        step = store.usable_latest_step()
         return None if step is None else store.step_path(step)
 
     def _read_checkpoint(self, checkpoint_path: str | None) -> tuple[dict[str, Any], str] | None:
-        path = checkpoint_path or self.latest_checkpoint()
-        if path is None:
+        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none."""
+        root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
+        if checkpoint_path is None and not os.path.isdir(checkpoint_dir(root)):
             return None
-        root, step = parse_checkpoint_path(path)
-        store = CheckpointStore(root, read_only=True)
-        step = store.latest_step() if step is None else step
-        if step is None:
-            raise EstimatorError(f"checkpoint_path={path!r} holds no complete checkpoint.")
-        return store.restore_arrays(step), store.step_path(step)
+        store = self._reader(root)
+        if step is not None:
+            return store.restore_arrays(step), store.step_path(step)
+        found = store.read_latest_arrays()
+        if found is None:
+            if checkpoint_path is None:
+                return None
+            raise EstimatorError(f"checkpoint_path={checkpoint_path!r} holds no complete checkpoint.")
+        return found[1], store.step_path(found[0])
 
     def get_variable_names(self) -> list[str]:
         """Names of the variables in the latest checkpoint (parameters, model state, global_step)."""
@@ -388,13 +454,24 @@ class Estimator:
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (not isinstance(value, int | np.integer) or value <= 0):
                 raise EstimatorError(f"train: {name} must be a positive integer, got {value!r}.")
-        store = self._checkpoints()
-        start_step = store.latest_step() or 0
-        if max_steps is not None and start_step >= max_steps:
-            log.info("Skipping training since max_steps has already saved (step %d >= %d).", start_step, max_steps)
-            return self
-        last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
-        return _TrainLoop(self, input_fn, list(hooks or []), start_step, last_step).run()
+        with self.writer_lock():
+            store = self._checkpoints()
+            while True:  # each pass past the first moved one damaged checkpoint aside
+                saved_step = store.usable_latest_step(quarantine=True)
+                start_step = saved_step or 0
+                if max_steps is not None and start_step >= max_steps:
+                    log.info("Skipping training since max_steps has already saved (step %d >= %d).",
+                             start_step, max_steps)
+                    return self
+                last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
+                loop = _TrainLoop(self, input_fn, list(hooks or []), saved_step, last_step)
+                try:
+                    return loop.run()
+                except CheckpointCorruptError as error:
+                    if loop.started or saved_step is None:
+                        raise
+                    log.warning("%s Falling back to the checkpoint before it.", error)
+                    store.quarantine(saved_step)
 
     # ------------------------------------------------------------------ evaluate
     def _eval_functions(self) -> tuple[Callable, Callable]:
@@ -581,11 +658,14 @@ def _examples(predictions: Any) -> Iterator[Any]:
 class _TrainLoop:
     """One call of ``Estimator.train``: input, state, steps, hooks, summaries, checkpoints."""
 
-    def __init__(self, est: Estimator, input_fn: Callable, hooks: list[Hook], start_step: int, last_step: int | None):
+    def __init__(self, est: Estimator, input_fn: Callable, hooks: list[Hook], saved_step: int | None,
+                 last_step: int | None):
         self.est = est
         self.config = est.config
         self.hooks = hooks
-        self.start_step = start_step
+        self.saved_step = saved_step
+        self.start_step = saved_step or 0
+        self.started = False  # True once a step ran: a damaged checkpoint can no longer be skipped
         self.last_step = last_step
         self.store = est._checkpoints()
         self.input_fn = input_fn
@@ -594,10 +674,20 @@ class _TrainLoop:
         # NanLossHook(fail_on_nan_loss=False): a NaN loss stops training without raising.
         self.raise_on_nan = not any(isinstance(h, NanLossHook) and not h.fail_on_nan_loss for h in hooks)
         self.diverged_at: int | None = None
+        self.signals = _StopSignals()
+        self.interrupted_at: tuple[int, str | None] = (self.start_step, None)
 
     def run(self) -> Estimator:
+        with self.signals:
+            self._run()
+        if self.signals.received is not None:
+            step, path = self.interrupted_at
+            raise TrainingInterruptedError(self.signals.received, step, path)
+        return self.est
+
+    def _run(self) -> None:
         iterator = self.est._input_iterator(self.input_fn, ModeKeys.TRAIN)
-        saved_step = self.store.latest_step()
+        saved_step = self.saved_step
         group_size = 1 if self.config.debug else self.config.steps_per_loop
         budget = None if self.last_step is None else self.last_step - self.start_step
         prefetcher = None
@@ -611,16 +701,18 @@ class _TrainLoop:
             first = next(prefetcher, None)
             if first is None:
                 log.warning("train: input_fn produced no batches; nothing to do.")
-                return self.est
+                return
             state = self._initial_state(first, saved_step)
+            self.started = True
             self._loop(state, first, prefetcher)
         finally:
             if prefetcher is not None:
                 prefetcher.close()
-            self.store.wait()
-            if self.writer is not None:
-                self.writer.close()
-        return self.est
+            try:
+                self.store.wait()
+            finally:
+                if self.writer is not None:
+                    self.writer.close()
 
     def _initial_state(self, first: Any, saved_step: int | None) -> Any:
         features, labels = _one_batch(first)
@@ -668,12 +760,32 @@ class _TrainLoop:
                 last_saved = step
             if context.stop_requested or (self.last_step is not None and step >= self.last_step):
                 break
+            if self._signalled(step, group.size):
+                log.warning("%s received: saving a checkpoint at step %d and stopping.",
+                            signal.Signals(self.signals.received).name, step)
+                break
             group = next(prefetcher, None)
         if step != last_saved:
             self._save(state, acc, step, input_state)
+        self.interrupted_at = (step, self.store.step_path(step) if self.diverged_at is None else None)
         for hook in self.hooks:
             hook.end(context, step)
         log.info("Loss for final step: %s.", float(loss) if step > self.start_step else "n/a")
+
+    def _signalled(self, step: int, size: int) -> bool:
+        """Whether a stop signal arrived; with several processes, whether any process got one.
+
+        Agreeing costs a sync, so several processes look when the checkpoint clock is looked at.
+        """
+        if jax.process_count() == 1:
+            return self.signals.received is not None
+        if not self._time_check(step - size, step):
+            return False
+        signums = distribute.gather_ints(self.signals.received or 0)
+        received = next((s for s in signums if s), 0)
+        if received and self.signals.received is None:
+            self.signals.received = received
+        return bool(received)
 
     @staticmethod
     def _crossed(prev: int, step: int, every: int | None) -> bool:
@@ -752,6 +864,40 @@ class _TrainLoop:
         self.store.save(step, state, input_state)
         if self.writer is not None:
             self.writer.flush()
+
+
+class _StopSignals:
+    """Within ``with``: SIGTERM and SIGINT set ``received`` instead of killing the process.
+
+    The train loop saves a checkpoint at the next step boundary and stops; later
+    signals are logged and ignored until the save is complete, so a signal never
+    aborts a checkpoint write. Handlers are installed from the main thread only.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+            log.warning("%s received: training stops at the next step boundary after saving a checkpoint.",
+                        signal.Signals(signum).name)
+        else:
+            log.warning("%s received again: still saving the checkpoint; kill -9 aborts.", signal.Signals(signum).name)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 def _one_batch(group: Any) -> tuple[Any, Any]:
