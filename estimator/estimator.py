@@ -33,6 +33,7 @@ from estimator.checkpoint import (
     checkpoint_dir,
     parse_checkpoint_path,
 )
+from estimator.eval_history import write_eval_result
 from estimator.hooks import Hook, NanLossDuringTrainingError, NanLossHook, RunContext, RunValues
 from estimator.model_dir_lock import ModelDirLock, ModelDirLockError
 from estimator.run_config import RunConfig
@@ -550,21 +551,24 @@ class Estimator:
         results = {k: np.asarray(metrics[k].compute(s)).item() for k, s in (merged or {}).items()}
         results["loss"] = float(loss_sum) / batches
         results["global_step"] = step
-        self._write_eval_results(results, name)
         log.info("Saving dict for global step %d: %s", step,
                  ", ".join(f"{k} = {v:.6g}" for k, v in sorted(results.items())))
+        self._write_eval_results(results, name)
         return results
 
     def _write_eval_results(self, results: dict[str, Any], name: str | None) -> None:
+        """TensorBoard events and the results.jsonl line; a read-only model_dir only gets a warning."""
         if jax.process_index() != 0:
             return
         eval_dir = self.eval_dir(name)
-        writer = SummaryWriter(eval_dir)
-        step = results["global_step"]
-        writer.scalars({k: v for k, v in results.items() if k != "global_step"}, step)
-        writer.close()
-        with open(os.path.join(eval_dir, "results.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(results, sort_keys=True) + "\n")
+        try:
+            writer = SummaryWriter(eval_dir)
+            writer.scalars({k: v for k, v in results.items() if k != "global_step"}, results["global_step"])
+            writer.close()
+            write_eval_result(eval_dir, results)
+        except OSError as error:
+            log.warning("Could not record the evaluation in %s (%s); the results are returned but not saved.",
+                        eval_dir, error)
 
     # ------------------------------------------------------------------ predict
     def _predict_apply(self, params: Any, model_state: Any, features: Any) -> Any:

@@ -159,7 +159,7 @@ def exporters(config: TaskConfig) -> list[Any]:
     keep = config.export.exports_to_keep
     makers = {
         "latest": lambda: LatestExporter("latest", spec, exports_to_keep=keep),
-        "best": lambda: BestExporter("best", spec, exports_to_keep=keep),
+        "best": lambda: BestExporter("best", spec, exports_to_keep=keep, eval_name=config.eval.name),
         "final": lambda: FinalExporter("final", spec),
     }
     unknown = [e for e in config.export.exporters if e not in makers]
