@@ -256,9 +256,16 @@ class Estimator:
             )
         return iter(result)
 
-    def _prefetcher(self, iterator: Iterator, group_size: int = 1, max_batches: int | None = None) -> Prefetcher:
-        return Prefetcher(iterator, self._mesh, self._host_preprocess, self._host_preprocess_labels,
-                          group_size, max_batches, self._config.prefetch_batches)
+    def _prefetcher(self, iterator: Iterator, mode: str, group_size: int = 1,
+                    max_batches: int | None = None) -> Prefetcher:
+        def features(batch):
+            return _device_ready(self._host_preprocess(batch), mode, "feature")
+
+        def labels(batch):
+            return _device_ready(self._host_preprocess_labels(batch), mode, "label")
+
+        return Prefetcher(iterator, self._mesh, features, labels, group_size, max_batches,
+                          self._config.prefetch_batches)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
@@ -521,7 +528,7 @@ class Estimator:
         """
         if steps is not None and steps <= 0:
             raise EstimatorError(f"evaluate: steps must be positive or None, got {steps!r}.")
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), max_batches=steps)
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), ModeKeys.EVAL, max_batches=steps)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.EVAL)
         try:
@@ -599,7 +606,7 @@ class Estimator:
         if "predict" not in self._cache:
             self._cache["predict"] = self._jit(self._predict_apply)
         predict_fn = self._cache["predict"]
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT))
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT), ModeKeys.PREDICT)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.PREDICT)
         try:
@@ -648,6 +655,23 @@ class Estimator:
         return export.export_saved_model(
             self, export_dir_base, serving_input, checkpoint_path=checkpoint_path, as_text=as_text
         )
+
+
+def _device_ready(tree: Any, mode: str, what: str) -> Any:
+    """``tree`` unchanged; an ``EstimatorError`` naming the mode and the key of any string/object array.
+
+    Such arrays cannot be device arrays (JAX's own error names neither).
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    bad = [(jax.tree_util.keystr(path) or "(the whole batch)", np.asarray(leaf).dtype) for path, leaf in leaves
+           if np.asarray(leaf).dtype.kind in "USOMm"]
+    if bad:
+        names = ", ".join(f"{name} ({dtype})" for name, dtype in bad)
+        raise EstimatorError(
+            f"{mode} input: {what}(s) {names} hold strings or objects, which cannot be sent to the devices. "
+            "Turn them into numbers on the host: a categorical feature column (vocabulary list or hash bucket) "
+            "in a canned estimator, a map in the input pipeline, or drop them from the features.")
+    return tree
 
 
 def _examples(predictions: Any) -> Iterator[Any]:
@@ -701,7 +725,7 @@ class _TrainLoop:
                 restored_input = self.store.restore_input(saved_step)
                 if restored_input is not None and hasattr(iterator, "restore"):
                     iterator.restore(restored_input)
-            prefetcher = self.est._prefetcher(iterator, group_size, budget)
+            prefetcher = self.est._prefetcher(iterator, ModeKeys.TRAIN, group_size, budget)
             first = next(prefetcher, None)
             if first is None:
                 log.warning("train: input_fn produced no batches; nothing to do.")

@@ -207,9 +207,41 @@ def setup_logging(level: int = 20) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
 
 
+def run_script(main: Any, argv: list[str] | None = None) -> int:
+    """Runs a script's ``main(argv)`` and turns the errors a user can fix into a message and an exit code.
+
+    Config errors exit 2; a stop signal exits 128 + the signal (143 SIGTERM, 130 Ctrl-C) after the
+    checkpoint was saved; a second trainer, a full disk, damaged checkpoints, a changed model or
+    optimizer and input the devices cannot take exit 1. Each prints ``error: ...`` on stderr without a traceback.
+    """
+    import logging
+    import sys
+
+    from estimator import CheckpointMismatchError, EstimatorError
+    from estimator.checkpoint import (
+        CheckpointCorruptError,
+        CheckpointNotFoundError,
+        CheckpointWriteError,
+    )
+    from estimator.estimator import TrainingInterruptedError
+    from estimator.model_dir_lock import ModelDirLockError
+
+    try:
+        return main(argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingInterruptedError as error:
+        logging.getLogger("estimator").warning("%s", error)
+        return error.exit_code
+    except (ModelDirLockError, CheckpointWriteError, CheckpointCorruptError, CheckpointMismatchError,
+            CheckpointNotFoundError, EstimatorError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
 def config_from_args(args: Any) -> TaskConfig:
     """Loads the config named by parsed ``--config`` / ``--set``; exits with a message on a bad config."""
-    import logging
     import sys
 
     setup_logging()
