@@ -94,6 +94,7 @@ class CheckpointStore:
     def __init__(self, model_dir: str, keep_checkpoint_max: int | None = 5, read_only: bool = False):
         self.directory = checkpoint_dir(model_dir)
         self._warned_steps: set[int] = set()
+        self._pending: int | None = None  # the step whose write may still run in the background
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else keep_checkpoint_max,
             save_interval_steps=0 if read_only else 1,
@@ -143,6 +144,7 @@ class CheckpointStore:
         states = gather_input_states(input_state)
         meta = {"step": int(step), "time": time.time(), "jax_version": jax.__version__,
                 "num_processes": len(states)}
+        self.wait()  # the previous background write: its failure names its own step
         self._pending = int(step)
         try:
             self._manager.save(
@@ -154,11 +156,14 @@ class CheckpointStore:
                 ),
                 force=True,
             )
-        except OSError as error:  # orbax re-raises a failed background write at the next save too
+        except Exception as error:  # orbax re-raises a failed background write at the next save too
+            if not _is_write_failure(error):
+                raise
             raise self._write_error(error) from None
 
     def _write_error(self, error: BaseException) -> CheckpointWriteError:
-        step = getattr(self, "_pending", None)
+        """A short message naming the step being written and the newest intact one."""
+        step = self._pending
         path = self.step_path(step) if step is not None else self.directory
         no_space = getattr(error, "errno", None) == errno.ENOSPC or "no space left" in str(error).lower()
         what = "no space left on device" if no_space else f"{type(error).__name__}: {str(error).splitlines()[0]}"
@@ -347,12 +352,20 @@ class CheckpointStore:
         """Blocks until background writes are complete; ``CheckpointWriteError`` when one failed."""
         try:
             self._manager.wait_until_finished()
-        except OSError as error:
+        except Exception as error:
+            if not _is_write_failure(error):
+                raise
             raise self._write_error(error) from None
 
     def close(self) -> None:
         """Finishes pending writes and releases the manager."""
         self._manager.close()
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """An OS-level write failure, also as tensorstore reports it (a ValueError with the OS error's text)."""
+    text = str(error)
+    return isinstance(error, OSError) or any(s in text for s in ("RESOURCE_EXHAUSTED", "os_error_code", "No space left"))
 
 
 def gather_input_states(input_state: Any) -> list[Any]:

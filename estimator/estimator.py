@@ -739,8 +739,16 @@ class _TrainLoop:
             try:
                 self.store.wait()
             finally:
-                if self.writer is not None:
-                    self.writer.close()
+                self._close_writer()
+
+    def _close_writer(self) -> None:
+        """Closes the event file; a failure (a full disk) is a warning, not an error hiding the first one."""
+        if self.writer is None:
+            return
+        try:
+            self.writer.close()
+        except OSError as error:
+            log.warning("Could not close the TensorBoard event file in %s: %s", self.est.model_dir, error)
 
     def _initial_state(self, first: Any, saved_step: int | None) -> Any:
         features, labels = _one_batch(first)

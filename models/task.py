@@ -202,9 +202,33 @@ def setup_logging(level: int = 20) -> None:
     replaces it, and absl's records reach the same handler.
     """
     import logging
+    import sys
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    absl = logging.getLogger("absl")
+    absl.setLevel(logging.WARNING)
+    for name in ("absl", "asyncio"):
+        library = logging.getLogger(name)
+        if not any(isinstance(f, _OneLine) for f in library.filters):
+            library.addFilter(_OneLine())
+    sys.unraisablehook = _one_line_unraisable
+
+
+def _one_line_unraisable(unraisable: Any) -> None:
+    """Library callbacks failing after an error (orbax's, on a full disk): one line each, no traceback."""
+    import sys
+
+    print(f"warning: ignored {type(unraisable.exc_value).__name__}: {unraisable.exc_value}", file=sys.stderr)
+
+
+class _OneLine:
+    """Keeps absl's (orbax's) records to their first line: no library traceback before our own error message."""
+
+    def filter(self, record: Any) -> bool:
+        """Drops the record's traceback and all but its first line."""
+        record.msg = str(record.getMessage()).splitlines()[0][:500] if record.getMessage() else ""
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
 
 
 def run_script(main: Any, argv: list[str] | None = None) -> int:
