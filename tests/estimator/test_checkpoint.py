@@ -18,8 +18,9 @@ import optax
 import pytest
 from _toy import VARIABLES, input_fn, model_fn, variables_of
 
-from estimator import CheckpointMismatchError, Estimator, RunConfig
+from estimator import CheckpointMismatchError, Estimator, Hook, RunConfig
 from estimator.checkpoint import CheckpointCorruptError, CheckpointStore
+from estimator.estimator import TrainingInterruptedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARAMS = {"dropout": 0.25}  # the train rng must resume too
@@ -322,3 +323,37 @@ def test_damage_only_the_full_restore_finds_still_falls_back(tmp_path, trained_t
         resumed = _train(model_dir, 40, CONFIG)
     assert f"Checkpoint {bad} is incomplete or damaged" in caplog.text and "Falling back" in caplog.text
     _assert_same_variables(straight, variables_of(resumed))
+
+
+# ---------------------------------------------------------------- stop signals
+
+
+class _SignalAt(Hook):
+    """Sends ``signum`` to this process after step ``step`` (``times`` times: the later ones while saving)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1):
+        self.step, self.signum, self.times = step, signum, times
+
+    def after_run(self, run_context, values):
+        """Signals once the step is reached."""
+        if values.step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_at_the_step_boundary_and_resumes_bit_identically(tmp_path, signum):
+    config = RunConfig(random_seed=1, save_checkpoints_steps=100)
+    straight = _train(str(tmp_path / "straight"), 40, config)
+    model_dir = str(tmp_path / "signalled")
+    est = Estimator(model_fn, model_dir, config=config, params=PARAMS)
+    before = signal.getsignal(signum)
+    with pytest.raises(TrainingInterruptedError) as raised:
+        est.train(input_fn(n=40, batch_size=4, epochs=None, shuffle_seed=5), max_steps=40,
+                  hooks=[_SignalAt(13, signum, times=3)])
+    assert signal.getsignal(signum) is before  # the handlers are put back
+    assert raised.value.exit_code == 128 + signum and raised.value.step == 13
+    assert raised.value.path == os.path.join(model_dir, "checkpoints", "13")
+    assert _steps_on_disk(model_dir) == [13]
+    resumed = _train(model_dir, 40, config)
+    _assert_same_variables(variables_of(straight), variables_of(resumed))
