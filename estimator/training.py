@@ -215,6 +215,9 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
         raise TrainAndEvaluateError(f"continuous_evaluate: poll_secs must be positive, got {poll_secs}.")
     journal = EvalJournal(estimator.eval_dir(eval_spec.name))
     metrics, exports, evaluated = _redo_interrupted(estimator, eval_spec, journal)
+    if evaluated is not None and max_steps is not None and evaluated >= max_steps:
+        log.info("Redid the final step %d (max_steps %d); stopping.", evaluated, max_steps)
+        return metrics, exports
     time.sleep(max(0.0, eval_spec.start_delay_secs))
     store, seen, metrics = None, None, metrics or None
     last_eval_time, last_new_time = float("-inf"), time.time()
