@@ -89,13 +89,21 @@ class ModelDirLock:
         if self._depth:
             self._depth += 1
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._token = uuid.uuid4().hex
         record = {"host": socket.gethostname(), "pid": os.getpid(), "start_time": time.time(),
                   "argv": sys.argv, "token": self._token}
         for _ in range(3):
-            if self._create(record):
-                break
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                if self._create(record):
+                    break
+            except (PermissionError, OSError) as error:
+                if isinstance(error, FileExistsError):
+                    raise
+                raise ModelDirLockError(
+                    f"Cannot train in model_dir {os.path.dirname(self.path)}: it is not writable "
+                    f"({error.strerror}). Training writes checkpoints there; evaluate, predict and export "
+                    "work on a read-only model_dir.") from None
             holder = read_holder(self.path)
             if holder is None:
                 continue  # released meanwhile

@@ -195,18 +195,25 @@ def argument_parser(description: str) -> Any:
 
 
 def setup_logging(level: int = 20) -> None:
-    """INFO lines of the estimator on stderr; absl's (orbax's) only from WARNING.
+    """INFO lines of the estimator on stderr; absl's (orbax's) only from WARNING, one line each.
 
-    Importing JAX/orbax installs absl's handler on the root logger, which shows
-    WARNING and up only and would make ``logging.basicConfig`` a no-op: ``force``
-    replaces it, and absl's records reach the same handler.
+    Importing JAX/orbax leaves the root logger at WARNING with a bare stderr handler,
+    which swallows the estimator's INFO lines and makes ``logging.basicConfig`` a
+    no-op: the level is lowered and that handler gets our format (handlers of
+    others, e.g. pytest's, are left alone).
     """
     import logging
     import sys
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    absl = logging.getLogger("absl")
-    absl.setLevel(logging.WARNING)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__):
+            handler.setFormatter(formatter)
+    root.setLevel(level)
+    logging.getLogger("absl").setLevel(logging.WARNING)
     for name in ("absl", "asyncio"):
         library = logging.getLogger(name)
         if not any(isinstance(f, _OneLine) for f in library.filters):
@@ -238,6 +245,7 @@ def run_script(main: Any, argv: list[str] | None = None) -> int:
     checkpoint was saved; a second trainer, a full disk, damaged checkpoints, a changed model or
     optimizer and input the devices cannot take exit 1. Each prints ``error: ...`` on stderr without a traceback.
     """
+    import errno
     import logging
     import sys
 
@@ -261,6 +269,12 @@ def run_script(main: Any, argv: list[str] | None = None) -> int:
     except (ModelDirLockError, CheckpointWriteError, CheckpointCorruptError, CheckpointMismatchError,
             CheckpointNotFoundError, EstimatorError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: cannot write {error.filename or ''}: {error.strerror}. Point the output elsewhere "
+              "(e.g. --export_dir) or free the space.", file=sys.stderr)
         return 1
 
 

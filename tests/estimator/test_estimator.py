@@ -379,3 +379,27 @@ def test_a_shape_error_in_model_fn_names_the_mode_and_features(tmp_path):
     assert "'train'" in message and "x: float32[8, 3]" in message and "(5,)" in message
     with pytest.raises(ModelFnError, match=r"'infer'.*x: float32\[8, 3\]"):
         list(est.predict(input_fn(labels=False)))
+
+
+def test_a_missing_feature_key_in_model_fn_names_the_mode_and_the_features(tmp_path):
+    def wants_age(features, labels, mode):
+        out = features["age"] * 2.0
+        return EstimatorSpec(mode, predictions=out, loss=jnp.mean(out), optimizer=optax.sgd(0.1))
+
+    est = _estimator(tmp_path, model_fn=wants_age)
+    with pytest.raises(ModelFnError, match=r"'train' with features \{x: float32\[8, 3\]\}.*'age'"):
+        est.train(input_fn(), steps=1)
+
+
+@pytest.mark.parametrize("mode", [ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT])
+def test_string_features_reaching_the_device_name_the_mode_and_the_feature(tmp_path, mode):
+    x, y = regression_data(8)
+    batch = {"x": x, "city": np.array(["nyc"] * 8)}
+    est = _estimator(tmp_path)
+    with pytest.raises(EstimatorError, match=rf"{mode} input: feature\(s\) \['city'\] \(<U3\) hold strings"):
+        if mode == ModeKeys.TRAIN:
+            est.train(lambda: iter([(batch, y)]), steps=1)
+        elif mode == ModeKeys.EVAL:
+            est.evaluate(lambda: iter([(batch, y)]))
+        else:
+            list(est.predict(lambda: iter([batch])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,10 +14,18 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from _taxi_runs import CONFIG, env, overrides, run, script
+from _taxi_runs import CONFIG, REPO, env, overrides, run, script
 
+from estimator import ModeKeys
 from estimator.checkpoint import CheckpointStore
 from estimator.model_dir_lock import LOCK_FILE
+from models import task
+
+sys.path.insert(0, str(REPO / "scripts"))
+import evaluate  # noqa: E402
+import export  # noqa: E402
+import predict  # noqa: E402
+import train  # noqa: E402
 
 # Only training between the start and max_steps: no evaluation or export in between, one final checkpoint.
 QUIET = ["eval.every_n_steps=null", "eval.throttle_secs=100000", "export.enabled=false",
@@ -143,3 +152,33 @@ def test_disk_full_says_no_space_left_naming_the_save_and_keeps_earlier_checkpoi
     store = CheckpointStore(str(model_dir), read_only=True)
     for earlier in store.all_steps():
         store.restore_arrays(earlier)
+
+
+def test_a_read_only_model_dir_still_evaluates_predicts_and_exports(tiny_data, tmp_path, tmpfs, capsys, caplog):
+    _mount_tmpfs(tmpfs, "20m")
+    model_dir = tmpfs / "run"
+    sets = overrides(tiny_data, model_dir)[1:]
+    config = task.load_task_config(CONFIG, sets)
+    task.build_estimator(config).train(task.input_fn(config, ModeKeys.TRAIN), max_steps=20)
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], capture_output=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {remounted.stderr.decode().strip()}")
+    with pytest.raises(OSError):
+        (model_dir / "probe").write_text("")  # really read-only, also for root
+    args = ["--config", CONFIG, "--set", *sets]
+
+    assert evaluate.main(args) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["global_step"] == 20 and "rmse" in metrics
+    assert "results are returned but not saved" in caplog.text
+
+    assert predict.main([*args, "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("predictions" in json.loads(line) for line in lines)
+
+    assert export.main([*args, "--export_dir", str(tmp_path / "exports")]) == 0
+    path = capsys.readouterr().out.strip().splitlines()[-1]
+    assert path.startswith(str(tmp_path / "exports")) and os.path.isdir(path)
+
+    assert task.run_script(train.main, [*args, "train.max_steps=30"]) == 1  # training says why it cannot
+    assert "is not writable" in capsys.readouterr().err
