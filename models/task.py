@@ -266,6 +266,9 @@ def run_script(main: Any, argv: list[str] | None = None) -> int:
     except TrainingInterruptedError as error:
         logging.getLogger("estimator").warning("%s", error)
         return error.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training (evaluating, exporting): redone on the next run
+        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
     except (ModelDirLockError, CheckpointWriteError, CheckpointCorruptError, CheckpointMismatchError,
             CheckpointNotFoundError, EstimatorError) as error:
         print(f"error: {error}", file=sys.stderr)
