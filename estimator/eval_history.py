@@ -7,6 +7,10 @@ never leaves half a line. ``eval_dir/progress.json`` is the journal of
 ``train_and_evaluate`` and the continuous evaluator: for every step due for
 evaluation, whether it is the final one and which exporters finished on it. A
 step whose evaluation or exports a kill interrupted is redone on the next start.
+
+Only process 0 writes. Every process decides what to redo from ``recorded()``, read
+once at the start of a run (before this run writes anything), so all processes of a
+job make the same decisions.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 import logging
 import os
 from typing import Any
+
+import jax
 
 log = logging.getLogger("estimator")
 
@@ -49,11 +55,6 @@ def read_eval_history(eval_dir: str) -> list[dict[str, Any]]:
     return results
 
 
-def eval_result_of(eval_dir: str, step: int) -> dict[str, Any] | None:
-    """The recorded result of ``step``, or None."""
-    return next((r for r in read_eval_history(eval_dir) if r.get("global_step") == step), None)
-
-
 def write_eval_result(eval_dir: str, result: dict[str, Any]) -> None:
     """Records ``result`` (with ``global_step``), replacing an earlier result of the same step."""
     step = result["global_step"]
@@ -81,6 +82,8 @@ class EvalJournal:
             return {}
 
     def _write(self, data: dict[str, Any]) -> None:
+        if jax.process_index() != 0:
+            return
         try:
             _write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as error:  # a read-only model_dir: evaluating still works, redoing does not
@@ -99,12 +102,24 @@ class EvalJournal:
         data.setdefault(str(step), {"exports": {}, "final": False})["exports"][exporter] = path
         self._write(data)
 
-    def entry(self, step: int) -> dict[str, Any] | None:
-        """``{"final": bool, "exports": {name: path or None}}`` of ``step``, or None."""
-        return self._read().get(str(step))
+    def recorded(self) -> dict[int, dict[str, Any]]:
+        """Per step: ``{"due": bool, "final": bool, "exports": {name: path or None}, "result": dict or None}``.
 
-    def pending(self, exporter_names: list[str]) -> list[int]:
-        """Steps due whose evaluation or one of ``exporter_names`` did not finish, oldest first."""
-        evaluated = {r.get("global_step") for r in read_eval_history(self.eval_dir)}
-        return sorted(int(step) for step, entry in self._read().items()
-                      if int(step) not in evaluated or set(exporter_names) - set(entry.get("exports", {})))
+        ``due`` marks steps the journal holds (due for evaluation and exports); steps only in
+        results.jsonl (evaluated by hand) have their ``result`` and no exports.
+        """
+        steps: dict[int, dict[str, Any]] = {}
+        for step, entry in self._read().items():
+            steps[int(step)] = {"due": True, "final": bool(entry.get("final")),
+                                "exports": dict(entry.get("exports", {})), "result": None}
+        for result in read_eval_history(self.eval_dir):
+            step = result.get("global_step")
+            if isinstance(step, int):
+                steps.setdefault(step, {"due": False, "final": False, "exports": {}, "result": None})["result"] = result
+        return steps
+
+
+def pending(recorded: dict[int, dict[str, Any]], exporter_names: list[str]) -> list[int]:
+    """Steps of ``recorded`` due whose evaluation or one of ``exporter_names`` did not finish, oldest first."""
+    return sorted(step for step, entry in recorded.items()
+                  if entry["due"] and (entry["result"] is None or set(exporter_names) - set(entry["exports"])))

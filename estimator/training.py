@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from estimator._export_dir import remove_stale_tmp
 from estimator.checkpoint import CheckpointStore, checkpoint_dir
-from estimator.eval_history import EvalJournal, eval_result_of
+from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
 
 log = logging.getLogger("estimator")
@@ -90,16 +90,16 @@ class _EvalDue(Hook):
 
 def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[str, Any],
                   is_the_final_export: bool, checkpoint: str | None = None,
-                  journal: EvalJournal | None = None) -> list[str]:
+                  journal: EvalJournal | None = None, done: dict[str, str | None] | None = None) -> list[str]:
     """Runs each exporter on ``checkpoint`` (default: the latest); returns the paths written.
 
-    With a ``journal``, exporters it records as done on this step are skipped and
-    each one that finishes is recorded (so a kill mid-way redoes only the rest).
+    Exporters in ``done`` (name -> path, from an earlier run) are skipped; with a
+    ``journal``, each one that finishes is recorded (a kill mid-way redoes only the rest).
     """
     paths = []
     checkpoint = checkpoint or estimator.latest_checkpoint()
     step = eval_result.get("global_step")
-    done = (journal.entry(step) or {}).get("exports", {}) if journal is not None else {}
+    done = done or {}
     for exporter in exporters:
         if exporter.name in done:
             path = done[exporter.name]
@@ -115,24 +115,26 @@ def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[st
 
 
 def _evaluate_and_export(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal, step: int, path: str,
-                         final: bool) -> tuple[dict[str, Any], list[str]]:
-    """Evaluates checkpoint ``path`` (unless its result is recorded) and runs the exporters not yet done on it."""
+                         final: bool, recorded: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """Evaluates checkpoint ``path`` and runs the exporters, skipping what ``recorded`` (an earlier run) did."""
     journal.due(step, final)
-    metrics = eval_result_of(journal.eval_dir, step)
+    recorded = recorded or {}
+    metrics = recorded.get("result")
     if metrics is None:
         metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
                                      checkpoint_path=path, name=eval_spec.name)
     else:
         log.info("Step %d was evaluated before: %s", step, metrics)
     exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=final, checkpoint=path,
-                            journal=journal)
+                            journal=journal, done=recorded.get("exports"))
     return metrics, exports
 
 
-def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal) -> tuple[dict, list[str], int | None]:
+def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal,
+                      recorded: dict[int, dict[str, Any]]) -> tuple[dict, list[str], int | None]:
     """Evaluations and exports a kill interrupted, redone on their checkpoints; returns the newest redone."""
     metrics, exports, redone = {}, [], None
-    for step in journal.pending([e.name for e in eval_spec.exporters]):
+    for step in pending(recorded, [e.name for e in eval_spec.exporters]):
         path = os.path.join(checkpoint_dir(estimator.model_dir), str(step))
         if not os.path.isdir(path):
             log.warning("The evaluation or export of step %d was interrupted and its checkpoint %s is gone; "
@@ -140,7 +142,7 @@ def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal)
             continue
         log.info("Redoing the interrupted evaluation/export of step %d.", step)
         metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path,
-                                                bool(journal.entry(step).get("final")))
+                                                recorded[step]["final"], recorded[step])
         redone = step
     return metrics, exports, redone
 
@@ -172,7 +174,8 @@ def train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpe
 
 def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpec) -> tuple[dict, list[str]]:
     journal = EvalJournal(estimator.eval_dir(eval_spec.name))
-    metrics, exports, evaluated_step = _redo_interrupted(estimator, eval_spec, journal)
+    recorded = journal.recorded()  # before this run writes: every process decides alike
+    metrics, exports, evaluated_step = _redo_interrupted(estimator, eval_spec, journal, recorded)
     last_eval_time = time.time()
     while True:
         before = estimator.latest_checkpoint()
@@ -182,7 +185,8 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
         step = int(os.path.basename(after)) if after else 0
         finished = after == before or (train_spec.max_steps is not None and step >= train_spec.max_steps)
         if after and step != evaluated_step:
-            metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, after, finished)
+            metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, after, finished,
+                                                    recorded.get(step))
             evaluated_step, last_eval_time = step, time.time()
         if finished:
             return metrics, exports
@@ -214,7 +218,8 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
     if poll_secs <= 0:
         raise TrainAndEvaluateError(f"continuous_evaluate: poll_secs must be positive, got {poll_secs}.")
     journal = EvalJournal(estimator.eval_dir(eval_spec.name))
-    metrics, exports, evaluated = _redo_interrupted(estimator, eval_spec, journal)
+    recorded = journal.recorded()
+    metrics, exports, evaluated = _redo_interrupted(estimator, eval_spec, journal, recorded)
     if evaluated is not None and max_steps is not None and evaluated >= max_steps:
         log.info("Redid the final step %d (max_steps %d); stopping.", evaluated, max_steps)
         return metrics, exports
@@ -231,7 +236,8 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
             path = store.step_path(step)
             last_eval_time = time.time()
             try:
-                metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path, final)
+                metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path, final,
+                                                        recorded.get(step))
             except (FileNotFoundError, ValueError) as error:
                 if os.path.isdir(path):
                     raise
