@@ -454,8 +454,11 @@ class Estimator:
         """Trains until ``steps`` more steps, ``max_steps`` in total, a hook's stop, or the input's end.
 
         Resumes from the latest checkpoint in model_dir, including the input
-        position when the input iterator offers ``state()`` / ``restore()``.
-        Returns self.
+        position when the input iterator offers ``state()`` / ``restore()``; a
+        damaged latest checkpoint is moved to ``corrupt_checkpoints/`` and the one
+        before it used. Holds the model_dir's lock (``ModelDirLockError`` when
+        another trainer has it). SIGTERM or SIGINT saves a checkpoint at the next
+        step boundary and raises ``TrainingInterruptedError``. Returns self.
         """
         if steps is not None and max_steps is not None:
             raise EstimatorError("train: give steps or max_steps, not both.")

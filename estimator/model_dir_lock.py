@@ -38,14 +38,19 @@ class ModelDirLockError(RuntimeError):
     """Another trainer holds the model_dir's lock; the message names it."""
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, since: Any = None) -> bool:
+    """Whether ``pid`` runs and, where /proc tells, was started by ``since`` (not a reused pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, owned by another user
+        pass
+    try:
+        started = os.stat(f"/proc/{pid}").st_ctime
+    except OSError:
         return True
-    return True
+    return not isinstance(since, int | float) or started <= since + 5.0
 
 
 def read_holder(path: str) -> dict[str, Any] | None:
@@ -163,7 +168,8 @@ class ModelDirLock:
         same_host = holder.get("host") == socket.gethostname()
         pid = holder.get("pid")
         if same_host and isinstance(pid, int):
-            return None if _pid_alive(pid) else f"process {pid} on this host is no longer alive"
+            alive = _pid_alive(pid, holder.get("start_time"))
+            return None if alive else f"process {pid} on this host is no longer alive"
         try:
             age = time.time() - os.path.getmtime(self.path)
         except FileNotFoundError:

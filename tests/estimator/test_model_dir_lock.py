@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from _toy import input_fn, model_fn
 
-from estimator import Estimator, RunConfig
+from estimator import Estimator, EstimatorError, RunConfig
 from estimator.model_dir_lock import LOCK_FILE, ModelDirLock, ModelDirLockError, read_holder
 
 
@@ -98,3 +98,18 @@ def test_readers_need_no_lock(tmp_path):
         reader = Estimator(model_fn, model_dir)
         assert reader.evaluate(input_fn(n=16, batch_size=8))["global_step"] == 2
         assert len(list(reader.predict(input_fn(n=16, batch_size=8, labels=False)))) == 16
+
+
+def test_a_lock_whose_pid_was_reused_by_a_newer_process_is_stale(tmp_path):
+    if not os.path.isdir(f"/proc/{os.getpid()}"):
+        pytest.skip("needs /proc")
+    # this process, but "taken" long before it started: the pid was reused
+    _plant(tmp_path, host=socket.gethostname(), pid=os.getpid(), start_time=time.time() - 10 * 365 * 86400)
+    with ModelDirLock(str(tmp_path)) as lock:
+        assert read_holder(lock.path)["start_time"] > time.time() - 60
+
+
+def test_a_model_dir_that_is_a_file_is_an_error(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(EstimatorError, match="is a file, not a directory"):
+        Estimator(model_fn, str(tmp_path / "f"))
