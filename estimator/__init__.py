@@ -1,9 +1,14 @@
 """jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
 
 from estimator import canned, export, feature_column, metrics, nn
-from estimator.checkpoint import CheckpointMismatchError, CheckpointNotFoundError
+from estimator.checkpoint import (
+    CheckpointCorruptError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CheckpointWriteError,
+)
 from estimator.distribute import InputContext
-from estimator.estimator import Estimator, EstimatorError, ModelFnError
+from estimator.estimator import Estimator, EstimatorError, ModelFnError, TrainingInterruptedError
 from estimator.export import ExportError, ServingInput
 from estimator.exporter import BestExporter, Exporter, ExporterError, FinalExporter, LatestExporter
 from estimator.hooks import (
@@ -20,6 +25,7 @@ from estimator.hooks import (
     stop_if_no_decrease_hook,
     stop_if_no_increase_hook,
 )
+from estimator.model_dir_lock import ModelDirLockError
 from estimator.run_config import RunConfig, RunConfigError
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
@@ -27,8 +33,10 @@ from estimator.warm_start import WarmStartError, WarmStartSettings
 
 __all__ = [
     "BestExporter",
+    "CheckpointCorruptError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
+    "CheckpointWriteError",
     "EarlyStoppingHook",
     "Estimator",
     "EstimatorError",
@@ -44,6 +52,7 @@ __all__ = [
     "LatestExporter",
     "LoggingHook",
     "ModeKeys",
+    "ModelDirLockError",
     "ModelFnError",
     "NanLossDuringTrainingError",
     "NanLossHook",
@@ -56,6 +65,7 @@ __all__ = [
     "ServingInput",
     "StopAtStepHook",
     "TrainSpec",
+    "TrainingInterruptedError",
     "WarmStartError",
     "WarmStartSettings",
     "canned",

@@ -161,14 +161,46 @@ def atomic_export_dir(export_dir_base: str) -> Iterator[list[str]]:
 STALE_TMP_SECS = 24 * 3600
 
 
+def _tmp_pid(name: str) -> int | None:
+    parts = name.split("-")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+
+
+def remove_stale_tmp(export_dir_base: str) -> list[str]:
+    """Deletes temporary export directories of writers that died: their process (on this host) is gone,
+    or they are a day old; returns the deleted paths."""
+    deleted = []
+    try:
+        names = os.listdir(export_dir_base)
+    except FileNotFoundError:
+        return deleted
+    for name in names:
+        if not name.startswith(".tmp-export-"):
+            continue
+        path = os.path.join(export_dir_base, name)
+        pid = _tmp_pid(name)
+        with contextlib.suppress(OSError):
+            dead = pid is not None and pid != os.getpid() and not _alive(pid)
+            if dead or time.time() - os.path.getmtime(path) > STALE_TMP_SECS:
+                shutil.rmtree(path, ignore_errors=True)
+                deleted.append(path)
+    return deleted
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def garbage_collect(export_dir_base: str, keep: int | None) -> list[str]:
     """Deletes all but the newest ``keep`` complete versions, and temporary directories left a
     day ago by crashed writers; returns the deleted paths."""
-    for name in os.listdir(export_dir_base):
-        path = os.path.join(export_dir_base, name)
-        with contextlib.suppress(OSError):
-            if name.startswith(".tmp-export-") and time.time() - os.path.getmtime(path) > STALE_TMP_SECS:
-                shutil.rmtree(path, ignore_errors=True)
+    remove_stale_tmp(export_dir_base)
     if keep is None:
         return []
     versions = complete_versions(export_dir_base)

@@ -20,9 +20,11 @@ layout ``{"iterator": state}`` are read as one process's.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +37,9 @@ from jax.experimental import multihost_utils
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUBDIR = "checkpoints"
+CORRUPT_SUBDIR = "corrupt_checkpoints"
+# What orbax raises for a missing item, a missing or truncated file, or a damaged JSON item.
+_READ_ERRORS = (KeyError, ValueError, OSError, EOFError)
 
 
 class CheckpointNotFoundError(FileNotFoundError):
@@ -43,6 +48,14 @@ class CheckpointNotFoundError(FileNotFoundError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's training state does not fit the current model or optimizer."""
+
+
+class CheckpointCorruptError(ValueError):
+    """A checkpoint on disk is incomplete or damaged (not a model change); the message names its path."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); earlier checkpoints are intact."""
 
 
 class InputStateError(TypeError):
@@ -81,6 +94,7 @@ class CheckpointStore:
     def __init__(self, model_dir: str, keep_checkpoint_max: int | None = 5, read_only: bool = False):
         self.directory = checkpoint_dir(model_dir)
         self._warned_steps: set[int] = set()
+        self._pending: int | None = None  # the step whose write may still run in the background
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else keep_checkpoint_max,
             save_interval_steps=0 if read_only else 1,
@@ -124,27 +138,113 @@ class CheckpointStore:
 
         ``input_state`` is this process's input position (JSON data or None).
         Every process of the job must call ``save`` for the same steps: the
-        positions of all processes are gathered into the checkpoint.
+        positions of all processes are gathered into the checkpoint. Raises
+        ``CheckpointWriteError`` when this or the previous background write failed.
         """
         states = gather_input_states(input_state)
         meta = {"step": int(step), "time": time.time(), "jax_version": jax.__version__,
                 "num_processes": len(states)}
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                input=ocp.args.JsonSave({"iterators": states}),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=True,
-        )
+        self.wait()  # the previous background write: its failure names its own step
+        self._pending = int(step)
+        try:
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    input=ocp.args.JsonSave({"iterators": states}),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=True,
+            )
+        except Exception as error:  # orbax re-raises a failed background write at the next save too
+            if not _is_write_failure(error):
+                raise
+            raise self._write_error(error) from None
+
+    def _write_error(self, error: BaseException) -> CheckpointWriteError:
+        """A short message naming the step being written and the newest intact one."""
+        step = self._pending
+        path = self.step_path(step) if step is not None else self.directory
+        no_space = getattr(error, "errno", None) == errno.ENOSPC or "no space left" in str(error).lower()
+        what = "no space left on device" if no_space else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        try:
+            latest = self.latest_step()
+        except Exception:  # noqa: BLE001 - the message must not fail on a broken directory
+            latest = None
+        kept = (f"the latest complete checkpoint, {self.step_path(latest)}, is intact" if latest is not None
+                else "no earlier checkpoint exists")
+        fix = "Free disk space (or lower keep_checkpoint_max) and rerun to resume." if no_space else "Rerun to resume."
+        return CheckpointWriteError(f"Could not save checkpoint {path}: {what}; {kept}. {fix}")
+
+    # ------------------------------------------------------------------ reading
+    def _corrupt(self, step: int, error: BaseException) -> CheckpointCorruptError:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return CheckpointCorruptError(
+            f"Checkpoint {self.step_path(step)} is incomplete or damaged ({type(error).__name__}: {first[:300]}). "
+            f"Delete or move that directory to use the previous checkpoint.")
+
+    def verify(self, step: int) -> None:
+        """Reads all of ``step`` (state onto one device, input and meta JSON); raises ``CheckpointCorruptError``."""
+        try:
+            self._state_metadata(step)
+            self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore(),
+                                                                meta=ocp.args.JsonRestore()))
+            self.restore_arrays(step)
+        except CheckpointCorruptError:
+            raise
+        except _READ_ERRORS as error:
+            raise self._corrupt(step, error) from error
+
+    def _readable(self, step: int) -> bool:
+        """The cheap part of ``verify`` (metadata and JSON items, no array data)."""
+        try:
+            self._state_metadata(step)
+            self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore(),
+                                                                meta=ocp.args.JsonRestore()))
+        except (CheckpointCorruptError, *_READ_ERRORS) as error:
+            damaged = error if isinstance(error, CheckpointCorruptError) else self._corrupt(step, error)
+            log.warning("Skipping: %s", damaged)
+            return False
+        return True
+
+    def usable_latest_step(self, quarantine: bool = False) -> int | None:
+        """The newest step whose metadata and JSON items read back, warning about each newer damaged one.
+
+        ``quarantine`` (the trainer) moves damaged steps to ``model_dir/corrupt_checkpoints/``
+        so that training can write those steps again. Raises ``CheckpointCorruptError`` when
+        checkpoints exist but none is readable.
+        """
+        steps = self.all_steps()
+        for step in reversed(steps):
+            if self._readable(step):
+                return step
+            if quarantine:
+                self.quarantine(step)
+        if steps:
+            where = (f"they were moved to {os.path.join(os.path.dirname(self.directory), CORRUPT_SUBDIR)}; rerun "
+                     "to train from scratch" if quarantine else "delete or move them to start from scratch")
+            raise CheckpointCorruptError(
+                f"Every checkpoint in {self.directory} (steps {steps}) is incomplete or damaged; {where}.")
+        return None
+
+    def quarantine(self, step: int) -> None:
+        """Moves a damaged step out of the checkpoint directory (process 0; every process must call it)."""
+        if jax.process_index() == 0:
+            target = os.path.join(os.path.dirname(self.directory), CORRUPT_SUBDIR, f"{step}-{int(time.time())}")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.move(self.step_path(step), target)
+            log.warning("Moved the damaged checkpoint %s to %s.", self.step_path(step), target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"quarantine checkpoint {step}")
+        self._manager.reload()
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
         """Reads ``(state, this process's input_state)`` of ``step``.
 
         ``abstract_state`` gives shapes, dtypes and shardings. Raises
         ``CheckpointMismatchError`` when the saved state has other variables or
-        optimizer slots than ``abstract_state``.
+        optimizer slots than ``abstract_state``, ``CheckpointCorruptError`` when
+        the checkpoint's files are damaged.
         """
         if step not in self.all_steps():
             raise CheckpointNotFoundError(
@@ -152,13 +252,19 @@ class CheckpointStore:
                 f"available steps: {self.all_steps()}."
             )
         self._check_structure(step, abstract_state)
-        restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                input=ocp.args.JsonRestore(),
-            ),
-        )
+        try:
+            restored = self._manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    input=ocp.args.JsonRestore(),
+                ),
+            )
+        except _READ_ERRORS as error:
+            self.verify(step)  # damaged files raise CheckpointCorruptError here
+            if isinstance(error, ValueError) and "tree structures do not match" in str(error):
+                raise CheckpointMismatchError(_structure_message(self.step_path(step), step, error)) from None
+            raise
         return restored["state"], self._own_input_state(step, restored["input"])
 
     def restore_input(self, step: int) -> Any:
@@ -174,7 +280,10 @@ class CheckpointStore:
         return _input_states(self._read_input(step))
 
     def _read_input(self, step: int) -> Any:
-        return self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore()))["input"]
+        try:
+            return self._manager.restore(step, args=ocp.args.Composite(input=ocp.args.JsonRestore()))["input"]
+        except _READ_ERRORS as error:
+            raise self._corrupt(step, error) from error
 
     def _own_input_state(self, step: int, saved: Any) -> Any:
         states = _input_states(saved)
@@ -192,9 +301,19 @@ class CheckpointStore:
             self.step_path(step), len(states), count, len(states))
         return None
 
+    def _state_metadata(self, step: int) -> Any:
+        """The orbax metadata tree of the state item; ``CheckpointCorruptError`` when missing or empty."""
+        try:
+            metadata = self._manager.item_metadata(step)["state"]
+        except _READ_ERRORS as error:
+            raise self._corrupt(step, error) from error
+        tree = getattr(metadata, "tree", metadata)
+        if not _leaf_specs(tree):  # a training state always has arrays (at least the step)
+            raise self._corrupt(step, FileNotFoundError("the state's array metadata (_METADATA) is missing"))
+        return tree
+
     def _check_structure(self, step: int, abstract_state: Any) -> None:
-        metadata = self._manager.item_metadata(step)["state"]
-        saved = _leaf_specs(getattr(metadata, "tree", metadata))
+        saved = _leaf_specs(self._state_metadata(step))
         wanted = _leaf_specs(abstract_state)
         differences = _differences(saved, wanted)
         if any(differences.values()):
@@ -205,22 +324,48 @@ class CheckpointStore:
 
         For evaluation, prediction, export and warm start: a checkpoint written by
         several processes or devices is read back by one (orbax refuses a restore
-        without a target when the device set differs).
+        without a target when the device set differs). Raises ``CheckpointCorruptError``
+        when its files are damaged.
         """
-        metadata = self._manager.item_metadata(step)["state"]
-        tree = getattr(metadata, "tree", metadata)
+        tree = self._state_metadata(step)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device), tree)
-        restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        except _READ_ERRORS as error:
+            raise self._corrupt(step, error) from error
         return restored["state"]
 
+    def read_latest_arrays(self) -> tuple[int, Any] | None:
+        """``(step, state)`` of the newest checkpoint that reads back, falling back past damaged ones; a reader's view."""
+        step = self.usable_latest_step()
+        while step is not None:
+            try:
+                return step, self.restore_arrays(step)
+            except CheckpointCorruptError as error:
+                older = [s for s in self.all_steps() if s < step]
+                log.warning("%s Falling back to %s.", error, self.step_path(older[-1]) if older else "nothing")
+                step = older[-1] if older else None
+        return None
+
     def wait(self) -> None:
-        """Blocks until background writes are complete."""
-        self._manager.wait_until_finished()
+        """Blocks until background writes are complete; ``CheckpointWriteError`` when one failed."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as error:
+            if not _is_write_failure(error):
+                raise
+            raise self._write_error(error) from None
 
     def close(self) -> None:
         """Finishes pending writes and releases the manager."""
         self._manager.close()
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """An OS-level write failure, also as tensorstore reports it (a ValueError with the OS error's text)."""
+    text = str(error)
+    return isinstance(error, OSError) or any(s in text for s in ("RESOURCE_EXHAUSTED", "os_error_code", "No space left"))
 
 
 def gather_input_states(input_state: Any) -> list[Any]:
@@ -310,3 +455,19 @@ def _mismatch_message(path: str, step: int, differences: dict[str, list[str]]) -
                f"model_dir with warm_start_from={model_dir!r} (a WarmStartSettings can pick the variables "
                "that still fit).")
     return f"Cannot resume from checkpoint {path} (step {step}): {what}. Differences: {shown}. {fix}"
+
+
+def _structure_message(path: str, step: int, error: BaseException) -> str:
+    """A CheckpointMismatchError message for orbax's raw "tree structures do not match"."""
+    detail = " ".join(line.strip() for line in str(error).splitlines()[1:6] if line.strip())
+    model_dir = os.path.dirname(os.path.dirname(path))
+    if "opt_state" in str(error):
+        what = ("the optimizer state in the checkpoint has another structure than the current optimizer's "
+                "(was the optimizer changed since this checkpoint was written, e.g. adam -> adamw?)")
+        fix = (f"To resume this model_dir, restore the original optimizer. To train with the new optimizer, "
+               f"start a new model_dir with warm_start_from={model_dir!r} (it copies the weights, not the "
+               "optimizer state).")
+    else:
+        what = "the training state in the checkpoint has another structure than the current one"
+        fix = f"Restore the original model and optimizer, or warm-start a new model_dir from {model_dir!r}."
+    return f"Cannot resume from checkpoint {path} (step {step}): {what}. Orbax: {detail}. {fix}"

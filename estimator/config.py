@@ -24,6 +24,25 @@ class ConfigError(ValueError):
     """A config file or override does not fit the schema; the message names the key."""
 
 
+def bounded(default: Any, minimum: float | None = None, above: float | None = None) -> Any:
+    """A schema field with a lower bound: ``batch_size: int = bounded(512, minimum=1)``.
+
+    ``minimum`` is inclusive, ``above`` exclusive (``learning_rate: float = bounded(1e-3, above=0)``);
+    None values (optional keys) are not checked. A value out of range is a ConfigError naming the key.
+    """
+    return dataclasses.field(default=default, metadata={"minimum": minimum, "above": above})
+
+
+def _check_bounds(field: dataclasses.Field, value: Any, key: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    minimum, above = field.metadata.get("minimum"), field.metadata.get("above")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"config key {key!r} must be at least {minimum}, got {value!r}.")
+    if above is not None and value <= above:
+        raise ConfigError(f"config key {key!r} must be greater than {above}, got {value!r}.")
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -104,6 +123,7 @@ def _build(schema: type, values: dict[str, Any], prefix: str = "") -> Any:
             hint = f" Did you mean {(prefix + '.' if prefix else '') + close[0]!r}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys here: {sorted(fields)}.")
         kwargs[name] = _convert(value, hints[name], key)
+        _check_bounds(fields[name], kwargs[name], key)
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -101,6 +101,15 @@ def agreed(flag: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
 
 
+def gather_ints(value: int) -> list[int]:
+    """Every process's ``value``, by process index: a collective every process must call (a no-op alone)."""
+    if jax.process_count() == 1:
+        return [int(value)]
+    from jax.experimental import multihost_utils
+
+    return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).reshape(-1)]
+
+
 class InputContext:
     """What an ``input_fn`` needs to read its own share in multi-process training.
 

@@ -8,11 +8,14 @@ plus the input iterator's position, so a resumed run continues exactly.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -24,8 +27,15 @@ import optax
 
 from estimator import distribute, nn
 from estimator._prefetch import Prefetcher
-from estimator.checkpoint import CheckpointStore, parse_checkpoint_path
+from estimator.checkpoint import (
+    CheckpointCorruptError,
+    CheckpointStore,
+    checkpoint_dir,
+    parse_checkpoint_path,
+)
+from estimator.eval_history import write_eval_result
 from estimator.hooks import Hook, NanLossDuringTrainingError, NanLossHook, RunContext, RunValues
+from estimator.model_dir_lock import ModelDirLock, ModelDirLockError
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
@@ -42,6 +52,22 @@ class EstimatorError(ValueError):
 
 class ModelFnError(RuntimeError):
     """``model_fn`` raised while being traced; the message names the mode and the features."""
+
+
+class TrainingInterruptedError(RuntimeError):
+    """Training stopped on SIGTERM or SIGINT after saving a checkpoint; rerun to resume.
+
+    ``exit_code`` is what a script should exit with: 128 + the signal number (143
+    for SIGTERM, 130 for Ctrl-C), the status of a process the signal killed, so a
+    scheduler restarts a preempted job as before (exit 0 would mark it finished).
+    """
+
+    def __init__(self, signum: int, step: int, path: str | None):
+        self.signum, self.step, self.path = signum, step, path
+        self.exit_code = 128 + signum
+        saved = f"saved the checkpoint {path}" if path else "no checkpoint was saved"
+        super().__init__(f"Training stopped by {signal.Signals(signum).name} at step {step}; {saved}. "
+                         "Run the same command again to resume.")
 
 
 def _accepted_args(fn: Callable) -> set[str]:
@@ -105,6 +131,8 @@ class Estimator:
         if not model_dir:
             model_dir = tempfile.mkdtemp(prefix="estimator_")
             log.warning("Using temporary folder as model directory: %s", model_dir)
+        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise EstimatorError(f"model_dir {model_dir!r} is a file, not a directory; give a directory path.")
         self._model_dir = os.path.abspath(model_dir)
         self._config = config.replace(model_dir=self._model_dir)
         self._params = dict(params or {})
@@ -115,6 +143,8 @@ class Estimator:
         self._records = {mode: _TraceRecord() for mode in ModeKeys.ALL}
         self._cache: dict[Any, Any] = {}
         self._store: CheckpointStore | None = None
+        self._readers: dict[str, CheckpointStore] = {}
+        self._lock = ModelDirLock(self._model_dir, config.model_dir_lock_timeout_secs, config.break_model_dir_lock)
 
     # ------------------------------------------------------------------ properties
     def model_fn(self, features: Any, labels: Any, mode: str, params: Mapping[str, Any]) -> EstimatorSpec:
@@ -162,7 +192,7 @@ class Estimator:
             spec = self._model_fn(**kwargs)
         except (EstimatorSpecError, ModelFnError, nn.NNError):
             raise
-        except (TypeError, ValueError, IndexError) as error:
+        except (TypeError, ValueError, IndexError, KeyError) as error:
             raise ModelFnError(
                 f"model_fn failed in mode {mode!r} with features {{{_describe(features)}}} and labels "
                 f"{_describe(labels)}: {error}"
@@ -226,34 +256,78 @@ class Estimator:
             )
         return iter(result)
 
-    def _prefetcher(self, iterator: Iterator, group_size: int = 1, max_batches: int | None = None) -> Prefetcher:
-        return Prefetcher(iterator, self._mesh, self._host_preprocess, self._host_preprocess_labels,
-                          group_size, max_batches, self._config.prefetch_batches)
+    def _prefetcher(self, iterator: Iterator, mode: str, group_size: int = 1,
+                    max_batches: int | None = None) -> Prefetcher:
+        def features(batch):
+            return _device_ready(self._host_preprocess(batch), mode, "feature")
+
+        def labels(batch):
+            return _device_ready(self._host_preprocess_labels(batch), mode, "label")
+
+        return Prefetcher(iterator, self._mesh, features, labels, group_size, max_batches,
+                          self._config.prefetch_batches)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
+        """The writer's store (training only: it creates directories and deletes old steps)."""
         if self._store is None:
             self._store = CheckpointStore(self._model_dir, self._config.keep_checkpoint_max)
         return self._store
 
+    def _reader(self, root: str) -> CheckpointStore:
+        """A read-only store of ``root`` (works on a read-only model_dir)."""
+        if root not in self._readers:
+            self._readers[root] = CheckpointStore(root, read_only=True)
+        return self._readers[root]
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Holds the model_dir's training lock (process 0 takes it; re-entrant): one trainer per model_dir.
+
+        ``train`` takes it itself; hold it around several calls (``train_and_evaluate``,
+        writing a config beside the checkpoints) so no other trainer slips in between.
+        Raises ``ModelDirLockError`` naming the holder.
+        """
+        chief = jax.process_index() == 0
+        error = None
+        if chief:
+            try:
+                self._lock.acquire()
+            except ModelDirLockError as e:
+                error = e
+        agreed = distribute.agreed(error is None)  # every process fails together
+        if error is not None:
+            raise error
+        if not agreed:
+            raise ModelDirLockError(f"process 0 could not take the training lock of {self._model_dir}; see its log.")
+        try:
+            yield
+        finally:
+            if chief:
+                self._lock.release()
+
     def latest_checkpoint(self) -> str | None:
-        """Path of the newest complete checkpoint in model_dir, or None."""
-        if not os.path.isdir(os.path.join(self._model_dir, "checkpoints")):
+        """Path of the newest complete checkpoint in model_dir, or None (damaged ones are skipped with a warning)."""
+        if not os.path.isdir(checkpoint_dir(self._model_dir)):
             return None
-        store = self._checkpoints()
-        step = store.latest_step()
+        store = self._reader(self._model_dir)
+        step = store.usable_latest_step()
         return None if step is None else store.step_path(step)
 
     def _read_checkpoint(self, checkpoint_path: str | None) -> tuple[dict[str, Any], str] | None:
-        path = checkpoint_path or self.latest_checkpoint()
-        if path is None:
+        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none."""
+        root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
+        if checkpoint_path is None and not os.path.isdir(checkpoint_dir(root)):
             return None
-        root, step = parse_checkpoint_path(path)
-        store = CheckpointStore(root, read_only=True)
-        step = store.latest_step() if step is None else step
-        if step is None:
-            raise EstimatorError(f"checkpoint_path={path!r} holds no complete checkpoint.")
-        return store.restore_arrays(step), store.step_path(step)
+        store = self._reader(root)
+        if step is not None:
+            return store.restore_arrays(step), store.step_path(step)
+        found = store.read_latest_arrays()
+        if found is None:
+            if checkpoint_path is None:
+                return None
+            raise EstimatorError(f"checkpoint_path={checkpoint_path!r} holds no complete checkpoint.")
+        return found[1], store.step_path(found[0])
 
     def get_variable_names(self) -> list[str]:
         """Names of the variables in the latest checkpoint (parameters, model state, global_step)."""
@@ -380,21 +454,35 @@ class Estimator:
         """Trains until ``steps`` more steps, ``max_steps`` in total, a hook's stop, or the input's end.
 
         Resumes from the latest checkpoint in model_dir, including the input
-        position when the input iterator offers ``state()`` / ``restore()``.
-        Returns self.
+        position when the input iterator offers ``state()`` / ``restore()``; a
+        damaged latest checkpoint is moved to ``corrupt_checkpoints/`` and the one
+        before it used. Holds the model_dir's lock (``ModelDirLockError`` when
+        another trainer has it). SIGTERM or SIGINT saves a checkpoint at the next
+        step boundary and raises ``TrainingInterruptedError``. Returns self.
         """
         if steps is not None and max_steps is not None:
             raise EstimatorError("train: give steps or max_steps, not both.")
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (not isinstance(value, int | np.integer) or value <= 0):
                 raise EstimatorError(f"train: {name} must be a positive integer, got {value!r}.")
-        store = self._checkpoints()
-        start_step = store.latest_step() or 0
-        if max_steps is not None and start_step >= max_steps:
-            log.info("Skipping training since max_steps has already saved (step %d >= %d).", start_step, max_steps)
-            return self
-        last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
-        return _TrainLoop(self, input_fn, list(hooks or []), start_step, last_step).run()
+        with self.writer_lock():
+            store = self._checkpoints()
+            while True:  # each pass past the first moved one damaged checkpoint aside
+                saved_step = store.usable_latest_step(quarantine=True)
+                start_step = saved_step or 0
+                if max_steps is not None and start_step >= max_steps:
+                    log.info("Skipping training since max_steps has already saved (step %d >= %d).",
+                             start_step, max_steps)
+                    return self
+                last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
+                loop = _TrainLoop(self, input_fn, list(hooks or []), saved_step, last_step)
+                try:
+                    return loop.run()
+                except CheckpointCorruptError as error:
+                    if loop.started or saved_step is None:
+                        raise
+                    log.warning("%s Falling back to the checkpoint before it.", error)
+                    store.quarantine(saved_step)
 
     # ------------------------------------------------------------------ evaluate
     def _eval_functions(self) -> tuple[Callable, Callable]:
@@ -443,7 +531,7 @@ class Estimator:
         """
         if steps is not None and steps <= 0:
             raise EstimatorError(f"evaluate: steps must be positive or None, got {steps!r}.")
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), max_batches=steps)
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), ModeKeys.EVAL, max_batches=steps)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.EVAL)
         try:
@@ -473,21 +561,24 @@ class Estimator:
         results = {k: np.asarray(metrics[k].compute(s)).item() for k, s in (merged or {}).items()}
         results["loss"] = float(loss_sum) / batches
         results["global_step"] = step
-        self._write_eval_results(results, name)
         log.info("Saving dict for global step %d: %s", step,
                  ", ".join(f"{k} = {v:.6g}" for k, v in sorted(results.items())))
+        self._write_eval_results(results, name)
         return results
 
     def _write_eval_results(self, results: dict[str, Any], name: str | None) -> None:
+        """TensorBoard events and the results.jsonl line; a read-only model_dir only gets a warning."""
         if jax.process_index() != 0:
             return
         eval_dir = self.eval_dir(name)
-        writer = SummaryWriter(eval_dir)
-        step = results["global_step"]
-        writer.scalars({k: v for k, v in results.items() if k != "global_step"}, step)
-        writer.close()
-        with open(os.path.join(eval_dir, "results.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(results, sort_keys=True) + "\n")
+        try:
+            writer = SummaryWriter(eval_dir)
+            writer.scalars({k: v for k, v in results.items() if k != "global_step"}, results["global_step"])
+            writer.close()
+            write_eval_result(eval_dir, results)
+        except OSError as error:
+            log.warning("Could not record the evaluation in %s (%s); the results are returned but not saved.",
+                        eval_dir, error)
 
     # ------------------------------------------------------------------ predict
     def _predict_apply(self, params: Any, model_state: Any, features: Any) -> Any:
@@ -518,7 +609,7 @@ class Estimator:
         if "predict" not in self._cache:
             self._cache["predict"] = self._jit(self._predict_apply)
         predict_fn = self._cache["predict"]
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT))
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT), ModeKeys.PREDICT)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.PREDICT)
         try:
@@ -569,6 +660,23 @@ class Estimator:
         )
 
 
+def _device_ready(tree: Any, mode: str, what: str) -> Any:
+    """``tree`` unchanged; an ``EstimatorError`` naming the mode and the key of any string/object array.
+
+    Such arrays cannot be device arrays (JAX's own error names neither).
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    bad = [(jax.tree_util.keystr(path) or "(the whole batch)", np.asarray(leaf).dtype) for path, leaf in leaves
+           if np.asarray(leaf).dtype.kind in "USOMm"]
+    if bad:
+        names = ", ".join(f"{name} ({dtype})" for name, dtype in bad)
+        raise EstimatorError(
+            f"{mode} input: {what}(s) {names} hold strings or objects, which cannot be sent to the devices. "
+            "Turn them into numbers on the host: a categorical feature column (vocabulary list or hash bucket) "
+            "in a canned estimator, a map in the input pipeline, or drop them from the features.")
+    return tree
+
+
 def _examples(predictions: Any) -> Iterator[Any]:
     if isinstance(predictions, Mapping):
         n = len(next(iter(predictions.values())))
@@ -581,11 +689,14 @@ def _examples(predictions: Any) -> Iterator[Any]:
 class _TrainLoop:
     """One call of ``Estimator.train``: input, state, steps, hooks, summaries, checkpoints."""
 
-    def __init__(self, est: Estimator, input_fn: Callable, hooks: list[Hook], start_step: int, last_step: int | None):
+    def __init__(self, est: Estimator, input_fn: Callable, hooks: list[Hook], saved_step: int | None,
+                 last_step: int | None):
         self.est = est
         self.config = est.config
         self.hooks = hooks
-        self.start_step = start_step
+        self.saved_step = saved_step
+        self.start_step = saved_step or 0
+        self.started = False  # True once a step ran: a damaged checkpoint can no longer be skipped
         self.last_step = last_step
         self.store = est._checkpoints()
         self.input_fn = input_fn
@@ -594,10 +705,20 @@ class _TrainLoop:
         # NanLossHook(fail_on_nan_loss=False): a NaN loss stops training without raising.
         self.raise_on_nan = not any(isinstance(h, NanLossHook) and not h.fail_on_nan_loss for h in hooks)
         self.diverged_at: int | None = None
+        self.signals = _StopSignals()
+        self.interrupted_at: tuple[int, str | None] = (self.start_step, None)
 
     def run(self) -> Estimator:
+        with self.signals:
+            self._run()
+        if self.signals.received is not None:
+            step, path = self.interrupted_at
+            raise TrainingInterruptedError(self.signals.received, step, path)
+        return self.est
+
+    def _run(self) -> None:
         iterator = self.est._input_iterator(self.input_fn, ModeKeys.TRAIN)
-        saved_step = self.store.latest_step()
+        saved_step = self.saved_step
         group_size = 1 if self.config.debug else self.config.steps_per_loop
         budget = None if self.last_step is None else self.last_step - self.start_step
         prefetcher = None
@@ -607,20 +728,30 @@ class _TrainLoop:
                 restored_input = self.store.restore_input(saved_step)
                 if restored_input is not None and hasattr(iterator, "restore"):
                     iterator.restore(restored_input)
-            prefetcher = self.est._prefetcher(iterator, group_size, budget)
+            prefetcher = self.est._prefetcher(iterator, ModeKeys.TRAIN, group_size, budget)
             first = next(prefetcher, None)
             if first is None:
                 log.warning("train: input_fn produced no batches; nothing to do.")
-                return self.est
+                return
             state = self._initial_state(first, saved_step)
+            self.started = True
             self._loop(state, first, prefetcher)
         finally:
             if prefetcher is not None:
                 prefetcher.close()
-            self.store.wait()
-            if self.writer is not None:
-                self.writer.close()
-        return self.est
+            try:
+                self.store.wait()
+            finally:
+                self._close_writer()
+
+    def _close_writer(self) -> None:
+        """Closes the event file; a failure (a full disk) is a warning, not an error hiding the first one."""
+        if self.writer is None:
+            return
+        try:
+            self.writer.close()
+        except OSError as error:
+            log.warning("Could not close the TensorBoard event file in %s: %s", self.est.model_dir, error)
 
     def _initial_state(self, first: Any, saved_step: int | None) -> Any:
         features, labels = _one_batch(first)
@@ -668,12 +799,32 @@ class _TrainLoop:
                 last_saved = step
             if context.stop_requested or (self.last_step is not None and step >= self.last_step):
                 break
+            if self._signalled(step, group.size):
+                log.warning("%s received: saving a checkpoint at step %d and stopping.",
+                            signal.Signals(self.signals.received).name, step)
+                break
             group = next(prefetcher, None)
         if step != last_saved:
             self._save(state, acc, step, input_state)
+        self.interrupted_at = (step, self.store.step_path(step) if self.diverged_at is None else None)
         for hook in self.hooks:
             hook.end(context, step)
         log.info("Loss for final step: %s.", float(loss) if step > self.start_step else "n/a")
+
+    def _signalled(self, step: int, size: int) -> bool:
+        """Whether a stop signal arrived; with several processes, whether any process got one.
+
+        Agreeing costs a sync, so several processes look when the checkpoint clock is looked at.
+        """
+        if jax.process_count() == 1:
+            return self.signals.received is not None
+        if not self._time_check(step - size, step):
+            return False
+        signums = distribute.gather_ints(self.signals.received or 0)
+        received = next((s for s in signums if s), 0)
+        if received and self.signals.received is None:
+            self.signals.received = received
+        return bool(received)
 
     @staticmethod
     def _crossed(prev: int, step: int, every: int | None) -> bool:
@@ -752,6 +903,40 @@ class _TrainLoop:
         self.store.save(step, state, input_state)
         if self.writer is not None:
             self.writer.flush()
+
+
+class _StopSignals:
+    """Within ``with``: SIGTERM and SIGINT set ``received`` instead of killing the process.
+
+    The train loop saves a checkpoint at the next step boundary and stops; later
+    signals are logged and ignored until the save is complete, so a signal never
+    aborts a checkpoint write. Handlers are installed from the main thread only.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+            log.warning("%s received: training stops at the next step boundary after saving a checkpoint.",
+                        signal.Signals(signum).name)
+        else:
+            log.warning("%s received again: still saving the checkpoint; kill -9 aborts.", signal.Signals(signum).name)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 def _one_batch(group: Any) -> tuple[Any, Any]:

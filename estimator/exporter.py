@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from estimator._export_dir import garbage_collect
+from estimator.eval_history import read_eval_history
 from estimator.export import Exportable, export_saved_model
 
 BEST_EVAL_FILE = "best_eval.json"
@@ -95,6 +96,9 @@ class BestExporter(Exporter):
       compare_fn: ``fn(best_eval_result, current_eval_result) -> bool`` (True: current is
         better); default: ``metric_key`` smaller is better.
       metric_key: eval metric compared by the default compare_fn.
+      eval_name: the evaluation whose history (``results.jsonl`` of ``estimator.eval_dir(eval_name)``)
+        gives the best so far when ``best_eval.json`` is missing (a kill between an export
+        and its record, or a deleted export dir): so a worse model is never exported as best.
     The best eval result is kept as JSON in ``<export_path>/best_eval.json``.
     """
 
@@ -106,21 +110,20 @@ class BestExporter(Exporter):
         metric_key: str = "average_loss",
         exports_to_keep: int | None = 5,
         as_text: bool = False,
+        eval_name: str | None = None,
     ):
         if serving_input is None:
             raise ExporterError("BestExporter needs a serving_input (feature spec or function).")
         super().__init__(name, serving_input, exports_to_keep, as_text)
         self._compare = compare_fn or _metric_smaller(metric_key)
+        self._eval_name = eval_name
 
     def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
         if eval_result is None:
             raise ExporterError("BestExporter.export needs the eval_result of the evaluation.")
         current = _jsonable(eval_result)
         best_file = os.path.join(export_path, BEST_EVAL_FILE)
-        best = None
-        if os.path.isfile(best_file):
-            with open(best_file) as f:
-                best = json.load(f)["eval_result"]
+        best = self._best_so_far(estimator, best_file, current)
         if best is not None and not self._compare(best, current):
             return None
         path = self._export(estimator, export_path, checkpoint_path)
@@ -131,6 +134,31 @@ class BestExporter(Exporter):
             os.fsync(f.fileno())
         os.replace(tmp, best_file)
         return path
+
+    def _best_so_far(self, estimator: Exportable, best_file: str, current: Mapping[str, Any]) -> Any:
+        if os.path.isfile(best_file):
+            try:
+                with open(best_file) as f:
+                    return json.load(f)["eval_result"]
+            except (ValueError, KeyError, OSError):
+                pass  # damaged: the history below decides
+        eval_dir = getattr(estimator, "eval_dir", None)
+        if eval_dir is None:
+            return None
+        return _best_of_history(read_eval_history(eval_dir(self._eval_name)), self._compare,
+                                current.get("global_step"))
+
+
+def _best_of_history(history: list[Mapping[str, Any]], compare: Callable[[Mapping, Mapping], bool],
+                     before_step: Any) -> Mapping[str, Any] | None:
+    """The best result among those of steps before ``before_step``, by ``compare``."""
+    best = None
+    for result in history:
+        if before_step is not None and result.get("global_step", -1) >= before_step:
+            continue
+        if best is None or compare(best, result):
+            best = result
+    return best
 
 
 def _jsonable(eval_result: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,14 +8,13 @@ gets the step reached and the call's loss as a device array: reading it
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from typing import Any, NamedTuple
 
 from estimator import distribute
+from estimator.eval_history import read_eval_history
 
 log = logging.getLogger("estimator")
 
@@ -173,15 +172,6 @@ class ProfilerHook(Hook):
             jax.block_until_ready(values.loss)
         jax.profiler.stop_trace()
         self._active = False
-
-
-def read_eval_history(eval_dir: str) -> list[dict[str, float]]:
-    """Evaluation results written by ``Estimator.evaluate`` in ``eval_dir``, oldest first."""
-    path = os.path.join(eval_dir, "results.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class EarlyStoppingHook(Hook):

@@ -51,6 +51,10 @@ class RunConfig:
       coordinator_address / num_processes / process_id: multi-process setup;
         None means "from the environment or JAX's cluster detection".
       prefetch_batches: groups of batches staged on the devices ahead of the step.
+      model_dir_lock_timeout_secs: training takes the lock ``model_dir/train.lock``
+        (one trainer per model_dir); a lock of another host not refreshed for this
+        long is stale and taken over (one of this host is stale when its process died).
+      break_model_dir_lock: take the lock over whoever holds it.
     """
 
     model_dir: str | None = None
@@ -69,6 +73,8 @@ class RunConfig:
     num_processes: int | None = None
     process_id: int | None = None
     prefetch_batches: int = 2
+    model_dir_lock_timeout_secs: float = 3600.0
+    break_model_dir_lock: bool = False
 
     def __post_init__(self) -> None:
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -84,6 +90,9 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise RunConfigError(f"RunConfig.{name} must be a positive integer or None, got {value!r}.")
+        if not isinstance(self.model_dir_lock_timeout_secs, int | float) or self.model_dir_lock_timeout_secs <= 0:
+            raise RunConfigError("RunConfig.model_dir_lock_timeout_secs must be a positive number, "
+                                 f"got {self.model_dir_lock_timeout_secs!r}.")
         if self.param_sharding not in ("replicated", "fsdp"):
             raise RunConfigError(
                 f"RunConfig.param_sharding is {self.param_sharding!r}; expected 'replicated' or 'fsdp'."

@@ -9,13 +9,16 @@ uninterrupted ``train`` call would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from estimator._export_dir import remove_stale_tmp
 from estimator.checkpoint import CheckpointStore, checkpoint_dir
+from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
 
 log = logging.getLogger("estimator")
@@ -86,16 +89,62 @@ class _EvalDue(Hook):
 
 
 def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[str, Any],
-                  is_the_final_export: bool, checkpoint: str | None = None) -> list[str]:
-    """Runs each exporter on ``checkpoint`` (default: the latest); returns the paths written."""
+                  is_the_final_export: bool, checkpoint: str | None = None,
+                  journal: EvalJournal | None = None, done: dict[str, str | None] | None = None) -> list[str]:
+    """Runs each exporter on ``checkpoint`` (default: the latest); returns the paths written.
+
+    Exporters in ``done`` (name -> path, from an earlier run) are skipped; with a
+    ``journal``, each one that finishes is recorded (a kill mid-way redoes only the rest).
+    """
     paths = []
     checkpoint = checkpoint or estimator.latest_checkpoint()
+    step = eval_result.get("global_step")
+    done = done or {}
     for exporter in exporters:
-        export_path = os.path.join(estimator.model_dir, "export", exporter.name)
-        path = exporter.export(estimator, export_path, checkpoint, eval_result, is_the_final_export)
+        if exporter.name in done:
+            path = done[exporter.name]
+        else:
+            export_path = os.path.join(estimator.model_dir, "export", exporter.name)
+            remove_stale_tmp(export_path)
+            path = exporter.export(estimator, export_path, checkpoint, eval_result, is_the_final_export)
+            if journal is not None:
+                journal.exported(step, exporter.name, path)
         if path:
             paths.append(path)
     return paths
+
+
+def _evaluate_and_export(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal, step: int, path: str,
+                         final: bool, recorded: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """Evaluates checkpoint ``path`` and runs the exporters, skipping what ``recorded`` (an earlier run) did."""
+    journal.due(step, final)
+    recorded = recorded or {}
+    metrics = recorded.get("result")
+    if metrics is None:
+        metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
+                                     checkpoint_path=path, name=eval_spec.name)
+    else:
+        log.info("Step %d was evaluated before: %s", step, metrics)
+    exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=final, checkpoint=path,
+                            journal=journal, done=recorded.get("exports"))
+    return metrics, exports
+
+
+def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal,
+                      recorded: dict[int, dict[str, Any]]) -> tuple[dict, list[str], int | None]:
+    """Evaluations and exports a kill interrupted, redone on their checkpoints; returns the newest redone."""
+    metrics, exports, redone = {}, [], None
+    for step in pending(recorded, [e.name for e in eval_spec.exporters]):
+        path = os.path.join(checkpoint_dir(estimator.model_dir), str(step))
+        if not os.path.isdir(path):
+            log.warning("The evaluation or export of step %d was interrupted and its checkpoint %s is gone; "
+                        "not redone.", step, path)
+            continue
+        log.info("Redoing the interrupted evaluation/export of step %d.", step)
+        metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path,
+                                                recorded[step]["final"], recorded[step])
+        redone = step
+    return metrics, exports, redone
 
 
 def _check_specs(train_spec: Any, eval_spec: Any) -> None:
@@ -118,10 +167,16 @@ def train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpe
     Returns ``(final eval metrics, paths the exporters wrote at the end)``.
     """
     _check_specs(train_spec, eval_spec)
+    lock = getattr(estimator, "writer_lock", contextlib.nullcontext)
+    with lock():  # one trainer from the first train() to the last export
+        return _train_and_evaluate(estimator, train_spec, eval_spec)
+
+
+def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpec) -> tuple[dict, list[str]]:
+    journal = EvalJournal(estimator.eval_dir(eval_spec.name))
+    recorded = journal.recorded()  # before this run writes: every process decides alike
+    metrics, exports, evaluated_step = _redo_interrupted(estimator, eval_spec, journal, recorded)
     last_eval_time = time.time()
-    evaluated_step = None
-    metrics: dict[str, Any] = {}
-    exports: list[str] = []
     while True:
         before = estimator.latest_checkpoint()
         due = _EvalDue(eval_spec.every_n_steps, eval_spec.throttle_secs, last_eval_time)
@@ -129,10 +184,9 @@ def train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSpe
         after = estimator.latest_checkpoint()
         step = int(os.path.basename(after)) if after else 0
         finished = after == before or (train_spec.max_steps is not None and step >= train_spec.max_steps)
-        if step != evaluated_step:
-            metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
-                                         name=eval_spec.name)
-            exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=finished)
+        if after and step != evaluated_step:
+            metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, after, finished,
+                                                    recorded.get(step))
             evaluated_step, last_eval_time = step, time.time()
         if finished:
             return metrics, exports
@@ -163,8 +217,14 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
         raise TrainAndEvaluateError(f"continuous_evaluate: max_steps must be positive or None, got {max_steps}.")
     if poll_secs <= 0:
         raise TrainAndEvaluateError(f"continuous_evaluate: poll_secs must be positive, got {poll_secs}.")
+    journal = EvalJournal(estimator.eval_dir(eval_spec.name))
+    recorded = journal.recorded()
+    metrics, exports, evaluated = _redo_interrupted(estimator, eval_spec, journal, recorded)
+    if evaluated is not None and max_steps is not None and evaluated >= max_steps:
+        log.info("Redid the final step %d (max_steps %d); stopping.", evaluated, max_steps)
+        return metrics, exports
     time.sleep(max(0.0, eval_spec.start_delay_secs))
-    store, seen, evaluated, metrics, exports = None, None, None, None, []
+    store, seen, metrics = None, None, metrics or None
     last_eval_time, last_new_time = float("-inf"), time.time()
     while True:
         store, step = _latest_step(store, estimator.model_dir)
@@ -176,8 +236,8 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
             path = store.step_path(step)
             last_eval_time = time.time()
             try:
-                metrics = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps, hooks=list(eval_spec.hooks),
-                                             checkpoint_path=path, name=eval_spec.name)
+                metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path, final,
+                                                        recorded.get(step))
             except (FileNotFoundError, ValueError) as error:
                 if os.path.isdir(path):
                     raise
@@ -186,8 +246,6 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
                 evaluated = step
                 continue
             evaluated = step
-            exports = run_exporters(estimator, eval_spec.exporters, metrics, is_the_final_export=final,
-                                    checkpoint=path)
             if final:
                 log.info("Evaluated the final step %d (max_steps %d); stopping.", step, max_steps)
                 return metrics, exports

@@ -14,10 +14,11 @@ import importlib
 import os
 from typing import Any, Literal
 
-from estimator import RunConfig
-from estimator.config import ConfigError, build, load_raw
+from estimator import RunConfig, RunConfigError
+from estimator.config import ConfigError, bounded, build, load_raw
 
 MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
+EXPORTERS = ("best", "final", "latest")
 
 
 @dataclasses.dataclass
@@ -26,13 +27,15 @@ class RunSection:
 
     model_dir: str = "runs/model"
     random_seed: int = 0
-    save_checkpoints_steps: int | None = 1000
-    save_summary_steps: int = 100
-    log_step_count_steps: int = 100
-    keep_checkpoint_max: int = 5
-    steps_per_loop: int = 1
+    save_checkpoints_steps: int | None = bounded(1000, minimum=1)
+    save_summary_steps: int = bounded(100, minimum=1)
+    log_step_count_steps: int = bounded(100, minimum=1)
+    keep_checkpoint_max: int = bounded(5, minimum=1)
+    steps_per_loop: int = bounded(1, minimum=1)
     param_sharding: Literal["replicated", "fsdp"] = "replicated"
-    prefetch_batches: int = 2
+    prefetch_batches: int = bounded(2, minimum=0)
+    model_dir_lock_timeout_secs: float = bounded(3600.0, above=0)
+    break_model_dir_lock: bool = False
 
     def run_config(self) -> RunConfig:
         """The RunConfig these settings describe."""
@@ -43,16 +46,16 @@ class RunSection:
 class TrainSection:
     """``train:``: how long to train."""
 
-    max_steps: int = 1000
+    max_steps: int = bounded(1000, minimum=1)
 
 
 @dataclasses.dataclass
 class EvalSection:
     """``eval:``: how much and how often to evaluate while training."""
 
-    steps: int | None = None
-    every_n_steps: int | None = None
-    throttle_secs: float = 600.0
+    steps: int | None = bounded(None, minimum=1)
+    every_n_steps: int | None = bounded(None, minimum=1)
+    throttle_secs: float = bounded(600.0, minimum=0)
     name: str | None = None
 
 
@@ -62,7 +65,7 @@ class ExportSection:
 
     enabled: bool = True
     exporters: list[str] = dataclasses.field(default_factory=lambda: ["best", "final"])
-    exports_to_keep: int = 3
+    exports_to_keep: int = bounded(3, minimum=1)
 
 
 def model_module(name: str) -> Any:
@@ -117,6 +120,7 @@ def load_task_config(path: str, overrides: list[str] | None = None, check_files:
         export=_section(ExportSection, tree.get("export") or {}, "export"),
         module=module,
     )
+    _check_run(config)
     if check_files:
         for key in ("train_files", "eval_files"):
             pattern = getattr(config.data, key, None)
@@ -126,6 +130,20 @@ def load_task_config(path: str, overrides: list[str] | None = None, check_files:
                     "generate data with scripts/make_taxi_data.py or fix the path."
                 )
     return config
+
+
+def _check_run(config: TaskConfig) -> None:
+    """What the schema cannot say: RunConfig's own checks, the model_dir, the exporter names."""
+    try:
+        config.run.run_config()
+    except RunConfigError as error:  # "RunConfig.x ..." is key "run.x" here
+        raise ConfigError(f"config key {str(error).replace('RunConfig.', 'run.', 1)}") from None
+    model_dir = os.path.expanduser(config.run.model_dir)
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ConfigError(f"config key 'run.model_dir' = {config.run.model_dir!r} is a file, not a directory.")
+    unknown = [e for e in config.export.exporters if e not in EXPORTERS]
+    if unknown:
+        raise ConfigError(f"config key 'export.exporters' has unknown {unknown}; choose from {sorted(EXPORTERS)}.")
 
 
 def _section(schema: type, values: Any, name: str) -> Any:
@@ -159,12 +177,9 @@ def exporters(config: TaskConfig) -> list[Any]:
     keep = config.export.exports_to_keep
     makers = {
         "latest": lambda: LatestExporter("latest", spec, exports_to_keep=keep),
-        "best": lambda: BestExporter("best", spec, exports_to_keep=keep),
+        "best": lambda: BestExporter("best", spec, exports_to_keep=keep, eval_name=config.eval.name),
         "final": lambda: FinalExporter("final", spec),
     }
-    unknown = [e for e in config.export.exporters if e not in makers]
-    if unknown:
-        raise ConfigError(f"config key 'export.exporters' has unknown {unknown}; choose from {sorted(makers)}.")
     return [makers[name]() for name in config.export.exporters]
 
 
@@ -179,12 +194,98 @@ def argument_parser(description: str) -> Any:
     return parser
 
 
-def config_from_args(args: Any) -> TaskConfig:
-    """Loads the config named by parsed ``--config`` / ``--set``; exits with a message on a bad config."""
+def setup_logging(level: int = 20) -> None:
+    """INFO lines of the estimator on stderr; absl's (orbax's) only from WARNING, one line each.
+
+    Importing JAX/orbax leaves the root logger at WARNING with a bare stderr handler,
+    which swallows the estimator's INFO lines and makes ``logging.basicConfig`` a
+    no-op: the level is lowered and that handler gets our format (handlers of
+    others, e.g. pytest's, are left alone).
+    """
     import logging
     import sys
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__):
+            handler.setFormatter(formatter)
+    root.setLevel(level)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    for name in ("absl", "asyncio"):
+        library = logging.getLogger(name)
+        if not any(isinstance(f, _OneLine) for f in library.filters):
+            library.addFilter(_OneLine())
+    sys.unraisablehook = _one_line_unraisable
+
+
+def _one_line_unraisable(unraisable: Any) -> None:
+    """Library callbacks failing after an error (orbax's, on a full disk): one line each, no traceback."""
+    import sys
+
+    print(f"warning: ignored {type(unraisable.exc_value).__name__}: {unraisable.exc_value}", file=sys.stderr)
+
+
+class _OneLine:
+    """Keeps absl's (orbax's) records to their first line: no library traceback before our own error message."""
+
+    def filter(self, record: Any) -> bool:
+        """Drops the record's traceback and all but its first line."""
+        record.msg = str(record.getMessage()).splitlines()[0][:500] if record.getMessage() else ""
+        record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def run_script(main: Any, argv: list[str] | None = None) -> int:
+    """Runs a script's ``main(argv)`` and turns the errors a user can fix into a message and an exit code.
+
+    Config errors exit 2; a stop signal exits 128 + the signal (143 SIGTERM, 130 Ctrl-C) after the
+    checkpoint was saved; a second trainer, a full disk, damaged checkpoints, a changed model or
+    optimizer and input the devices cannot take exit 1. Each prints ``error: ...`` on stderr without a traceback.
+    """
+    import errno
+    import logging
+    import sys
+
+    from estimator import CheckpointMismatchError, EstimatorError
+    from estimator.checkpoint import (
+        CheckpointCorruptError,
+        CheckpointNotFoundError,
+        CheckpointWriteError,
+    )
+    from estimator.estimator import TrainingInterruptedError
+    from estimator.model_dir_lock import ModelDirLockError
+
+    try:
+        return main(argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingInterruptedError as error:
+        logging.getLogger("estimator").warning("%s", error)
+        return error.exit_code
+    except KeyboardInterrupt:  # Ctrl-C outside training (evaluating, exporting): redone on the next run
+        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    except (ModelDirLockError, CheckpointWriteError, CheckpointCorruptError, CheckpointMismatchError,
+            CheckpointNotFoundError, EstimatorError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno not in (errno.EROFS, errno.EACCES, errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: cannot write {error.filename or ''}: {error.strerror}. Point the output elsewhere "
+              "(e.g. --export_dir) or free the space.", file=sys.stderr)
+        return 1
+
+
+def config_from_args(args: Any) -> TaskConfig:
+    """Loads the config named by parsed ``--config`` / ``--set``; exits with a message on a bad config."""
+    import sys
+
+    setup_logging()
     try:
         return load_task_config(args.config, args.set)
     except ConfigError as error:

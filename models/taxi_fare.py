@@ -32,6 +32,7 @@ import optax
 
 from estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig, metrics, nn
 from estimator import feature_column as fc
+from estimator.config import bounded
 
 COURSE_COLUMNS = ["fare_amount", "pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers", "key"]
 COURSE_DEFAULTS = [0.0, -74.0, 40.0, -74.0, 40.7, 1.0, "nokey"]
@@ -67,8 +68,8 @@ class ModelParams:
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [64, 32])
     nbuckets: int = 16
     embedding_dim: int = 8
-    learning_rate: float = 0.003
-    linear_learning_rate: float = 0.01
+    learning_rate: float = bounded(0.003, above=0)
+    linear_learning_rate: float = bounded(0.01, above=0)
     dropout: float | None = None
     batch_norm: bool = False
     clip_inputs: float | None = 4.0
@@ -84,8 +85,8 @@ class DataParams:
     train_files: str
     eval_files: str
     columns: Literal["course", "feateng"] = "course"
-    batch_size: int = 512
-    eval_batch_size: int = 4096
+    batch_size: int = bounded(512, minimum=1)
+    eval_batch_size: int = bounded(4096, minimum=1)
     shuffle_buffer_size: int = 10000
     header: bool = False
 

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from estimator import Estimator, EstimatorSpec, InputContext, ModeKeys, RunConfig, metrics, nn
+from estimator.config import bounded
 
 VOCAB_SIZE = 256  # bytes
 
@@ -50,7 +51,7 @@ class ModelParams:
     d_model: int = 64
     num_heads: int = 4
     mlp_ratio: int = 4
-    learning_rate: float = 3e-3
+    learning_rate: float = bounded(3e-3, above=0)
     warmup_steps: int = 50
     weight_decay: float = 0.01
     compute_dtype: str | None = None
@@ -64,8 +65,8 @@ class DataParams:
 
     text_modules: list[str] = dataclasses.field(default_factory=lambda: ["difflib", "textwrap", "argparse"])
     seq_len: int = 64
-    batch_size: int = 32
-    eval_batch_size: int = 32
+    batch_size: int = bounded(32, minimum=1)
+    eval_batch_size: int = bounded(32, minimum=1)
     eval_fraction: float = 0.1
 
 

@@ -6,6 +6,12 @@ Writes checkpoints, TensorBoard events (``tensorboard --logdir <run.model_dir>``
 the resolved config and exports into ``run.model_dir``; prints the final metrics.
 Under several processes (scripts/launch_local.py, SLURM, TF_CONFIG, ...) every process runs
 this same command; a TF_CONFIG ``evaluator`` task runs the continuous evaluator instead.
+
+One trainer per model_dir: a second one exits 1 naming the first (``run.break_model_dir_lock=true``
+takes over a lock whose holder is known to be gone). SIGTERM (preemption) or Ctrl-C saves a
+checkpoint at the next step boundary and exits 143 or 130 (128 + the signal, like a process the
+signal killed, so schedulers restart a preempted job); the same command then resumes exactly, and
+an evaluation or export a kill interrupted is redone first.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any
 
 from estimator import ModeKeys, ProgressHook, distribute
 from estimator import config as config_lib
@@ -28,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_continuous(config, poll_secs=5.0, timeout_secs=None)
     est = task.build_estimator(config)
-    os.makedirs(est.model_dir, exist_ok=True)
-    config_lib.dump(config.to_dict(), os.path.join(est.model_dir, "config.yaml"))
+    with est.writer_lock():  # a second trainer on this model_dir fails here, before touching config.yaml
+        config_lib.dump(config.to_dict(), os.path.join(est.model_dir, "config.yaml"))
+        return _train(config, est)
+
+
+def _train(config: task.TaskConfig, est: Any) -> int:
+    """train_and_evaluate with the config's specs; prints the metrics and export paths."""
     train_spec = TrainSpec(task.input_fn(config, ModeKeys.TRAIN), max_steps=config.train.max_steps,
                            hooks=[ProgressHook(config.train.max_steps)])
     eval_spec = EvalSpec(task.input_fn(config, ModeKeys.EVAL), steps=config.eval.steps, name=config.eval.name,
@@ -42,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(task.run_script(main))

@@ -1,13 +1,14 @@
 """Taxi-fare training job run by tests/estimator/test_multiprocess.py under scripts/launch_local.py.
 
-    python _taxi_job.py MODEL_DIR DATA_GLOB STEPS [--kill_at STEP] [--checkpoint_secs S]
+    python _taxi_job.py MODEL_DIR DATA_GLOB STEPS [--kill_at STEP] [--sigterm_at STEP] [--checkpoint_secs S]
 
 The model is configs/taxi_fare.yaml made tiny. The input is ``PIPELINES``
 pipelines over the CSV files, pipeline ``i`` reading file shard ``i`` (seeded
 file and row shuffling): a process of a 2-process job reads its own pipeline;
 a single process reads both and joins their batches row-wise, so it trains on
 the same global batches. With KILL_AT_STEP, process 1 SIGKILLs itself once it
-reaches that step (a crash; the launcher then stops process 0). With
+reaches that step (a crash; the launcher then stops process 0); with
+``--sigterm_at`` it sends itself SIGTERM instead (a preemption notice). With
 ``--checkpoint_secs``, checkpoints are time-based and the processes' clocks
 disagree: process 1 starts its clock a second late, process 0 makes every
 step slow.
@@ -18,13 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 from typing import Any
 
 import jax
 import numpy as np
 
-from estimator import Hook, InputContext
+from estimator import Hook, InputContext, TrainingInterruptedError
 from input_pipelines import Dataset, csv_reader
 from models.task import load_task_config
 from models.taxi_fare import COURSE_COLUMNS, COURSE_DEFAULTS, LABEL
@@ -103,6 +105,20 @@ class KillAtStep(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SignalAtStep(Hook):
+    """Process ``process`` sends itself SIGTERM once training reaches ``step`` (a preemption notice)."""
+
+    def __init__(self, step: int, process: int = 1):
+        self._step, self._process, self._sent = step, process, False
+
+    def after_run(self, run_context: Any, values: Any) -> None:
+        """Signals this process once, at the step."""
+        if not self._sent and values.step >= self._step and jax.process_index() == self._process:
+            self._sent = True
+            print(f"SIGTERM to process {self._process} at step {values.step}", flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class ClockSkew(Hook):
     """Process 1 starts ``skew`` seconds late; process 0 sleeps ``step_secs`` after every call."""
 
@@ -127,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data_glob")
     parser.add_argument("steps", type=int)
     parser.add_argument("--kill_at", type=int, default=None, help="process 1 SIGKILLs itself at this step")
+    parser.add_argument("--sigterm_at", type=int, default=None, help="process 1 gets SIGTERM at this step")
     parser.add_argument("--checkpoint_secs", type=float, default=None, help="time-based checkpoints, skewed clocks")
     args = parser.parse_args(argv)
     config = task_config(args.model_dir, args.data_glob, args.steps)
@@ -134,12 +151,18 @@ def main(argv: list[str] | None = None) -> None:
     hooks: list[Hook] = []
     if args.kill_at is not None:
         hooks.append(KillAtStep(args.kill_at))
+    if args.sigterm_at is not None:
+        hooks.append(SignalAtStep(args.sigterm_at))
     if args.checkpoint_secs is not None:
         run_config = run_config.replace(save_checkpoints_steps=None, save_checkpoints_secs=args.checkpoint_secs)
         hooks.append(ClockSkew(skew=args.checkpoint_secs, step_secs=args.checkpoint_secs / 3))
     est = config.module.build_estimator(config.model, config.data, run_config)
     print(f"process {jax.process_index()} of {jax.process_count()}, devices {jax.device_count()}", flush=True)
-    est.train(make_input_fn(config), hooks=hooks, max_steps=config.train.max_steps)
+    try:
+        est.train(make_input_fn(config), hooks=hooks, max_steps=config.train.max_steps)
+    except TrainingInterruptedError as error:
+        print(f"interrupted at step {error.step}", flush=True)
+        sys.exit(error.exit_code)
     print("done", flush=True)
 
 

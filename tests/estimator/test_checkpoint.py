@@ -4,6 +4,7 @@ input positions per process, clear errors for a changed optimizer or model."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -17,8 +18,9 @@ import optax
 import pytest
 from _toy import VARIABLES, input_fn, model_fn, variables_of
 
-from estimator import CheckpointMismatchError, Estimator, RunConfig
-from estimator.checkpoint import CheckpointStore
+from estimator import CheckpointMismatchError, Estimator, Hook, RunConfig
+from estimator.checkpoint import CheckpointCorruptError, CheckpointStore
+from estimator.estimator import TrainingInterruptedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARAMS = {"dropout": 0.25}  # the train rng must resume too
@@ -207,3 +209,151 @@ def test_reading_checkpoints_logs_no_warnings(tmp_path, caplog):
         store = CheckpointStore(str(tmp_path), read_only=True)
         assert store.all_steps() == [2]
     assert not [r.getMessage() for r in caplog.records if r.levelno >= 30]
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+def _empty_dir(path: str) -> None:
+    shutil.rmtree(path)
+    os.makedirs(path)
+
+
+def _truncate_largest_data_file(path: str) -> None:
+    """Half of the largest file of the merged OCDBT store (``state/d/``: what a restore reads)."""
+    data = os.path.join(path, "state", "d")
+    files = [os.path.join(data, name) for name in os.listdir(data)]
+    largest = max(files, key=os.path.getsize)
+    with open(largest, "r+b") as f:
+        f.truncate(os.path.getsize(largest) // 2)
+
+
+def _truncate_all_data_files(path: str) -> None:
+    for root, _, names in os.walk(os.path.join(path, "state")):
+        for name in names:
+            if os.path.basename(root) == "d":
+                with open(os.path.join(root, name), "r+b") as f:
+                    f.truncate(3)
+
+
+DAMAGES = {
+    "empty step dir": _empty_dir,
+    "state item missing": lambda p: shutil.rmtree(os.path.join(p, "state")),
+    "one data file truncated": _truncate_largest_data_file,
+    "all data files truncated": _truncate_all_data_files,
+    "_METADATA deleted": lambda p: os.remove(os.path.join(p, "state", "_METADATA")),
+    "input JSON deleted": lambda p: shutil.rmtree(os.path.join(p, "input")),
+    "input JSON truncated": lambda p: open(os.path.join(p, "input", "metadata"), "w").write('{"itera'),
+    "meta JSON truncated": lambda p: open(os.path.join(p, "meta", "metadata"), "w").write("{"),
+}
+CONFIG = RunConfig(random_seed=1, save_checkpoints_steps=10, keep_checkpoint_max=None)
+
+
+@pytest.fixture(scope="module")
+def trained_to_30(tmp_path_factory):
+    """A model_dir with checkpoints 10, 20, 30, and the variables of an uninterrupted run to 40."""
+    base = tmp_path_factory.mktemp("damaged")
+    _train(str(base / "pristine"), 30, CONFIG)
+    return str(base / "pristine"), variables_of(_train(str(base / "straight"), 40, CONFIG))
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES), ids=list(DAMAGES))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, trained_to_30, damage, caplog):
+    pristine, straight = trained_to_30
+    model_dir = str(tmp_path / "m")
+    shutil.copytree(pristine, model_dir)
+    bad = os.path.join(model_dir, "checkpoints", "30")
+    DAMAGES[damage](bad)
+
+    reader = Estimator(model_fn, model_dir, config=CONFIG, params=PARAMS)
+    with caplog.at_level(logging.WARNING):
+        assert reader.evaluate(input_fn())["global_step"] == 20  # readers fall back without moving anything
+    assert bad in caplog.text
+    assert os.path.isdir(bad)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        resumed = _train(model_dir, 40, CONFIG)  # resumes from 20: same result as never interrupted
+    assert bad in caplog.text and "corrupt_checkpoints" in caplog.text
+    assert "was the model changed" not in caplog.text
+    _assert_same_variables(straight, variables_of(resumed))
+    assert _steps_on_disk(model_dir) == [10, 20, 30, 40]
+    assert os.listdir(os.path.join(model_dir, "corrupt_checkpoints"))[0].startswith("30-")
+
+
+def test_an_explicitly_named_damaged_checkpoint_is_an_error_naming_it(tmp_path, trained_to_30):
+    model_dir = str(tmp_path / "m")
+    shutil.copytree(trained_to_30[0], model_dir)
+    bad = os.path.join(model_dir, "checkpoints", "20")
+    _truncate_all_data_files(bad)
+    est = Estimator(model_fn, model_dir, config=CONFIG, params=PARAMS)
+    with pytest.raises(CheckpointCorruptError, match=f"Checkpoint {bad} is incomplete or damaged"):
+        est.evaluate(input_fn(), checkpoint_path=bad)
+
+
+def test_when_every_checkpoint_is_damaged_training_fails_naming_them(tmp_path, trained_to_30):
+    model_dir = str(tmp_path / "m")
+    shutil.copytree(trained_to_30[0], model_dir)
+    for step in (10, 20, 30):
+        _empty_dir(os.path.join(model_dir, "checkpoints", str(step)))
+    with pytest.raises(CheckpointCorruptError, match=r"Every checkpoint in .*checkpoints \(steps \[10, 20, 30\]\)"):
+        _train(model_dir, 40, CONFIG)
+
+
+def test_adam_to_adamw_on_resume_is_a_mismatch_error_not_orbaxs(tmp_path):
+    data = input_fn(n=40, batch_size=4, epochs=None)
+    Estimator(model_fn, str(tmp_path)).train(data, max_steps=2)  # adam
+    with pytest.raises(CheckpointMismatchError) as raised:
+        Estimator(model_fn, str(tmp_path), params={"optimizer": optax.adamw(0.01)}).train(data, max_steps=4)
+    message = str(raised.value)
+    assert "optimizer" in message and "adam -> adamw" in message and "warm_start_from" in message
+    assert os.path.join(str(tmp_path), "checkpoints", "2") in message
+    assert _steps_on_disk(str(tmp_path)) == [2]
+
+
+def test_damage_only_the_full_restore_finds_still_falls_back(tmp_path, trained_to_30, monkeypatch, caplog):
+    """Damage the metadata checks miss is found when the state is restored; training starts from 20."""
+    pristine, straight = trained_to_30
+    model_dir = str(tmp_path / "m")
+    shutil.copytree(pristine, model_dir)
+    bad = os.path.join(model_dir, "checkpoints", "30")
+    _truncate_largest_data_file(bad)
+    monkeypatch.setattr(CheckpointStore, "_readable", lambda self, step: True)
+    with caplog.at_level(logging.WARNING):
+        resumed = _train(model_dir, 40, CONFIG)
+    assert f"Checkpoint {bad} is incomplete or damaged" in caplog.text and "Falling back" in caplog.text
+    _assert_same_variables(straight, variables_of(resumed))
+
+
+# ---------------------------------------------------------------- stop signals
+
+
+class _SignalAt(Hook):
+    """Sends ``signum`` to this process after step ``step`` (``times`` times: the later ones while saving)."""
+
+    def __init__(self, step: int, signum: int, times: int = 1):
+        self.step, self.signum, self.times = step, signum, times
+
+    def after_run(self, run_context, values):
+        """Signals once the step is reached."""
+        if values.step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_saves_at_the_step_boundary_and_resumes_bit_identically(tmp_path, signum):
+    config = RunConfig(random_seed=1, save_checkpoints_steps=100)
+    straight = _train(str(tmp_path / "straight"), 40, config)
+    model_dir = str(tmp_path / "signalled")
+    est = Estimator(model_fn, model_dir, config=config, params=PARAMS)
+    before = signal.getsignal(signum)
+    with pytest.raises(TrainingInterruptedError) as raised:
+        est.train(input_fn(n=40, batch_size=4, epochs=None, shuffle_seed=5), max_steps=40,
+                  hooks=[_SignalAt(13, signum, times=3)])
+    assert signal.getsignal(signum) is before  # the handlers are put back
+    assert raised.value.exit_code == 128 + signum and raised.value.step == 13
+    assert raised.value.path == os.path.join(model_dir, "checkpoints", "13")
+    assert _steps_on_disk(model_dir) == [13]
+    resumed = _train(model_dir, 40, config)
+    _assert_same_variables(variables_of(straight), variables_of(resumed))

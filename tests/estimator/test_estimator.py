@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ from estimator import (
     EstimatorError,
     EstimatorSpec,
     EstimatorSpecError,
+    Hook,
     InputContext,
     ModeKeys,
     ModelFnError,
@@ -379,3 +381,54 @@ def test_a_shape_error_in_model_fn_names_the_mode_and_features(tmp_path):
     assert "'train'" in message and "x: float32[8, 3]" in message and "(5,)" in message
     with pytest.raises(ModelFnError, match=r"'infer'.*x: float32\[8, 3\]"):
         list(est.predict(input_fn(labels=False)))
+
+
+def test_a_missing_feature_key_in_model_fn_names_the_mode_and_the_features(tmp_path):
+    def wants_age(features, labels, mode):
+        out = features["age"] * 2.0
+        return EstimatorSpec(mode, predictions=out, loss=jnp.mean(out), optimizer=optax.sgd(0.1))
+
+    est = _estimator(tmp_path, model_fn=wants_age)
+    with pytest.raises(ModelFnError, match=r"'train' with features \{x: float32\[8, 3\]\}.*'age'"):
+        est.train(input_fn(), steps=1)
+
+
+@pytest.mark.parametrize("mode", [ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT])
+def test_string_features_reaching_the_device_name_the_mode_and_the_feature(tmp_path, mode):
+    x, y = regression_data(8)
+    batch = {"x": x, "city": np.array(["nyc"] * 8)}
+    est = _estimator(tmp_path)
+    with pytest.raises(EstimatorError, match=rf"{mode} input: feature\(s\) \['city'\] \(<U3\) hold strings"):
+        if mode == ModeKeys.TRAIN:
+            est.train(lambda: iter([(batch, y)]), steps=1)
+        elif mode == ModeKeys.EVAL:
+            est.evaluate(lambda: iter([(batch, y)]))
+        else:
+            list(est.predict(lambda: iter([batch])))
+
+
+class _RssAt(Hook):
+    """Records the process's resident memory (MiB) at the given steps."""
+
+    def __init__(self, steps: set[int]):
+        self.steps, self.rss = steps, {}
+
+    def after_run(self, run_context, values):
+        """Reads /proc/self/statm at the recorded steps."""
+        if values.step in self.steps:
+            with open("/proc/self/statm") as f:
+                self.rss[values.step] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_no_memory_growth_over_60k_steps_with_checkpoints_summaries_and_logs(tmp_path):
+    config = RunConfig(save_checkpoints_steps=2000, save_summary_steps=100, log_step_count_steps=1000,
+                       steps_per_loop=10, keep_checkpoint_max=2)
+    rss = _RssAt({10_000, 60_000})
+    est = _estimator(tmp_path, config=config)
+    est.train(input_fn(n=64, batch_size=8, epochs=None, shuffle_seed=1), hooks=[rss], max_steps=60_000)
+    assert est.get_variable_value("global_step") == 60_000
+    growth = rss.rss[60_000] - rss.rss[10_000]
+    print(f"RSS MiB by step: {rss.rss}")
+    assert growth < 40, f"resident memory grew {growth:.1f} MiB from step 10k to 60k ({rss.rss})"

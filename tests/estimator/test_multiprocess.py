@@ -132,3 +132,22 @@ def test_time_based_checkpoints_are_taken_by_all_processes_together(tmp_path, ta
     steps = _steps_on_disk(model_dir)
     assert steps[-1] == STEPS and len(steps) >= 2, steps  # one by time, one at the end
     assert all(s % 2 == 0 for s in steps), steps  # checked on the summary cadence (every 2 steps)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_the_same_step_and_resumes_exactly(tmp_path, taxi_files,
+                                                                             two_process_run):
+    straight, _ = two_process_run
+    preempted = str(tmp_path / "preempted")
+    stopped = _launch(preempted, taxi_files, 2, 2, "--sigterm_at", "3")
+    out = stopped.stdout
+    assert stopped.returncode == 143 and "[p1] SIGTERM to process 1 at step 3" in out, out[-3000:]
+    # process 0 never got the signal: it learns of it at the next agreement (the summary cadence, step 4)
+    assert "[p0] interrupted at step 4" in out and "[p1] interrupted at step 4" in out, out[-3000:]
+    assert _steps_on_disk(preempted)[-1] == 4
+
+    out = _train(preempted, taxi_files, num_processes=2, devices_per_process=2)
+    assert "[p0] done" in out and "[p1] done" in out
+    got, want = _state(preempted, STEPS), _state(straight, STEPS)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,8 +14,25 @@ import numpy as np
 import optax
 import pytest
 
-from estimator import Estimator, EstimatorSpec, RunConfig, metrics, nn
-from estimator.training import EvalSpec, TrainAndEvaluateError, continuous_evaluate
+from estimator import (
+    BestExporter,
+    Estimator,
+    EstimatorSpec,
+    Hook,
+    RunConfig,
+    ServingInput,
+    metrics,
+    nn,
+)
+from estimator.eval_history import read_eval_history, write_eval_result
+from estimator.training import (
+    EvalSpec,
+    TrainAndEvaluateError,
+    TrainSpec,
+    continuous_evaluate,
+    run_exporters,
+    train_and_evaluate,
+)
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(32, 2)).astype(np.float32)
@@ -119,3 +138,121 @@ def test_stops_after_timeout_without_checkpoints(tmp_path):
     assert time.monotonic() - start < 5
     with pytest.raises(TrainAndEvaluateError, match="poll_secs"):
         continuous_evaluate(est, spec, max_steps=10, poll_secs=0)
+
+
+# ---------------------------------------------------------------- interrupted evaluations and exports
+
+
+class _Killed(Exception):
+    """Stands in for a kill at that moment."""
+
+
+class FailingOnceExporter(RecordingExporter):
+    """Fails (a kill during the export) on its first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+        if not self.failed:
+            self.failed = True
+            raise _Killed
+        return super().export(estimator, export_path, checkpoint_path, eval_result, is_the_final_export)
+
+
+class KillFirstEvaluation(Hook):
+    """Fails the first evaluation half-way (a kill during evaluation)."""
+
+    killed = False
+
+    def after_run(self, run_context, values):
+        """Raises once."""
+        if not KillFirstEvaluation.killed:
+            KillFirstEvaluation.killed = True
+            raise _Killed
+
+
+def _specs(exporter, eval_hooks=()):
+    return (TrainSpec(train_input_fn, max_steps=20),
+            EvalSpec(eval_input_fn, steps=None, exporters=[exporter], every_n_steps=10, hooks=list(eval_hooks)))
+
+
+def test_an_export_killed_half_way_is_redone_on_resume_without_evaluating_again(tmp_path):
+    model_dir = str(tmp_path)
+    with pytest.raises(_Killed):
+        train_and_evaluate(Estimator(model_fn, model_dir), *_specs(FailingOnceExporter()))
+    assert [r["global_step"] for r in _results(model_dir)] == [10]
+    evaluated_10 = _results(model_dir)[0]
+
+    exporter = RecordingExporter()
+    metrics_, exports = train_and_evaluate(Estimator(model_fn, model_dir), *_specs(exporter))
+    assert exporter.calls == [("10", 10, False), ("20", 20, True)]  # the missing export first, on its checkpoint
+    assert [r["global_step"] for r in _results(model_dir)] == [10, 20]  # no duplicate
+    assert _results(model_dir)[0] == evaluated_10
+    assert metrics_["global_step"] == 20 and exports == [os.path.join(model_dir, "export", "recording", "20")]
+
+    again = RecordingExporter()  # a finished job run again: nothing redone, nothing duplicated
+    assert train_and_evaluate(Estimator(model_fn, model_dir), *_specs(again))[0] == metrics_
+    assert again.calls == [] and [r["global_step"] for r in _results(model_dir)] == [10, 20]
+
+
+def test_an_evaluation_killed_half_way_is_redone_on_resume(tmp_path):
+    model_dir = str(tmp_path)
+    KillFirstEvaluation.killed = False
+    with pytest.raises(_Killed):
+        train_and_evaluate(Estimator(model_fn, model_dir), *_specs(RecordingExporter(), [KillFirstEvaluation()]))
+    assert _results(model_dir) == []
+    exporter = RecordingExporter()
+    train_and_evaluate(Estimator(model_fn, model_dir), *_specs(exporter, [KillFirstEvaluation()]))
+    assert [r["global_step"] for r in _results(model_dir)] == [10, 20]
+    assert exporter.calls == [("10", 10, False), ("20", 20, True)]
+
+
+def test_a_restarted_continuous_evaluator_redoes_the_interrupted_export_once(tmp_path):
+    model_dir = str(tmp_path)
+    Estimator(model_fn, model_dir, config=RunConfig(save_checkpoints_steps=4)).train(train_input_fn, max_steps=4)
+    spec = EvalSpec(eval_input_fn, steps=None, exporters=[FailingOnceExporter()], start_delay_secs=0,
+                    throttle_secs=0)
+    with pytest.raises(_Killed):
+        continuous_evaluate(Estimator(model_fn, model_dir), spec, max_steps=4, poll_secs=0.05)
+    exporter = RecordingExporter()
+    spec = spec._replace(exporters=[exporter])
+    continuous_evaluate(Estimator(model_fn, model_dir), spec, max_steps=4, poll_secs=0.05)
+    assert exporter.calls == [("4", 4, True)]
+    assert [r["global_step"] for r in _results(model_dir)] == [4]
+
+
+def test_best_exporter_without_best_eval_json_takes_the_best_from_the_eval_history(tmp_path):
+    model_dir = str(tmp_path)
+    est = Estimator(model_fn, model_dir).train(train_input_fn, max_steps=4)
+    export_path = os.path.join(model_dir, "export", "best")
+    best = BestExporter("best", ServingInput({"x": ("float32", [2])}), metric_key="mae")
+    write_eval_result(est.eval_dir(), {"global_step": 2, "mae": 0.5})
+    write_eval_result(est.eval_dir(), {"global_step": 3, "mae": 0.1})
+    checkpoint = est.latest_checkpoint()
+    assert best.export(est, export_path, checkpoint, {"global_step": 4, "mae": 0.3}, False) is None  # worse than 0.1
+    assert not os.path.exists(export_path)
+    path = best.export(est, export_path, checkpoint, {"global_step": 4, "mae": 0.05}, False)
+    assert path and os.path.isdir(path)
+
+
+def test_stale_temporary_export_dirs_are_removed_before_exporting(tmp_path):
+    model_dir = str(tmp_path)
+    est = Estimator(model_fn, model_dir).train(train_input_fn, max_steps=2)
+    base = os.path.join(model_dir, "export", "recording")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = os.path.join(base, f".tmp-export-{proc.pid}-0123abcd")
+    alive = os.path.join(base, f".tmp-export-{os.getppid()}-4567cdef")
+    for path in (dead, alive):
+        os.makedirs(os.path.join(path, "variables"))
+    run_exporters(est, [RecordingExporter()], {"global_step": 2}, is_the_final_export=False)
+    assert not os.path.exists(dead) and os.path.exists(alive)
+
+
+def test_results_jsonl_keeps_one_line_per_step(tmp_path):
+    write_eval_result(str(tmp_path), {"global_step": 5, "loss": 2.0})
+    write_eval_result(str(tmp_path), {"global_step": 3, "loss": 3.0})
+    write_eval_result(str(tmp_path), {"global_step": 5, "loss": 1.0})
+    assert read_eval_history(str(tmp_path)) == [{"global_step": 3, "loss": 3.0}, {"global_step": 5, "loss": 1.0}]

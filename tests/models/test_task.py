@@ -29,3 +29,28 @@ def test_run_section_sets_sharding_and_prefetch(tmp_path):
 def test_unknown_param_sharding_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"run\.param_sharding"):
         task.load_task_config(_config(tmp_path), ["run.param_sharding=zero3"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.batch_size=0", "data.batch_size"),
+    ("data.eval_batch_size=-1", "data.eval_batch_size"),
+    ("run.steps_per_loop=0", "run.steps_per_loop"),
+    ("run.keep_checkpoint_max=0", "run.keep_checkpoint_max"),
+    ("run.save_checkpoints_steps=0", "run.save_checkpoints_steps"),
+    ("model.learning_rate=-0.1", "model.learning_rate"),
+    ("model.learning_rate=0", "model.learning_rate"),
+    ("train.max_steps=0", "train.max_steps"),
+    ("eval.steps=0", "eval.steps"),
+    ("export.exporters=[best,bogus]", "export.exporters"),
+    ("run.model_dir=FILE", "run.model_dir"),
+])
+def test_bad_values_are_config_errors_naming_the_key(tmp_path, override, key):
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(ConfigError, match=rf"config key '{key}'"):
+        task.load_task_config(_config(tmp_path), [override.replace("FILE", str(tmp_path / "a_file"))])
+
+
+def test_good_edge_values_pass(tmp_path):
+    config = task.load_task_config(_config(tmp_path), ["data.batch_size=1", "run.prefetch_batches=0",
+                                                       "run.save_checkpoints_steps=null", "eval.steps=null"])
+    assert config.data.batch_size == 1 and config.run.run_config().prefetch_batches == 0
