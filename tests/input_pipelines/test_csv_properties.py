@@ -93,15 +93,8 @@ def _compare(out, ref):
     assert out["s"].tolist() == ref["s"].tolist()
 
 
-@SETTINGS
-@given(files=csv_files(), block=st.integers(16, 600), batch=st.integers(1, 40), gz=st.booleans(), data=st.data())
-def test_rows_match_pandas_and_resume_exactly(tmp_path_factory, files, block, batch, gz, data):
-    texts, header = files
-    paths = _write(tmp_path_factory, texts, gz)
-    ds = CsvDataset(paths, column_names=COLS, column_defaults=DEFAULTS, header=header,
-                    block_size=block).batch(batch)
-    full = list(ds)
-    _compare(_flat(full), _oracle(paths, header))
+def _assert_resumes_exactly(ds, full, data):
+    """Restoring a state saved after a drawn number of batches yields exactly the rest of `full`."""
     cut = data.draw(st.integers(0, len(full)), label="cut")
     it = iter(ds)
     for _ in range(cut):
@@ -115,6 +108,18 @@ def test_rows_match_pandas_and_resume_exactly(tmp_path_factory, files, block, ba
     for a, b in zip(rest, full[cut:], strict=True):
         for c in COLS:
             np.testing.assert_array_equal(a[c], b[c])
+
+
+@SETTINGS
+@given(files=csv_files(), block=st.integers(16, 600), batch=st.integers(1, 40), gz=st.booleans(), data=st.data())
+def test_rows_match_pandas_and_resume_exactly(tmp_path_factory, files, block, batch, gz, data):
+    texts, header = files
+    paths = _write(tmp_path_factory, texts, gz)
+    ds = CsvDataset(paths, column_names=COLS, column_defaults=DEFAULTS, header=header,
+                    block_size=block).batch(batch)
+    full = list(ds)
+    _compare(_flat(full), _oracle(paths, header))
+    _assert_resumes_exactly(ds, full, data)
 
 
 @SETTINGS
@@ -187,16 +192,4 @@ def test_make_csv_dataset_shuffles_every_row_once_and_resumes_exactly(tmp_path_f
     ref_f = ref["f"].fillna(-1.0).to_numpy(dtype=np.float32)
     ref = ref.iloc[np.lexsort((ref_f, ref["s"].to_numpy(dtype=str), ref["i"].to_numpy()))].reset_index(drop=True)
     _compare({c: v[order] for c, v in out.items()}, ref)
-    cut = data.draw(st.integers(0, len(full)), label="cut")
-    it = iter(ds)
-    for _ in range(cut):
-        next(it)
-    state = json.loads(json.dumps(it.state()))
-    it.close()
-    again = iter(ds)
-    again.restore(state)
-    rest = list(again)
-    assert len(rest) == len(full) - cut
-    for a, b in zip(rest, full[cut:], strict=True):
-        for c in COLS:
-            np.testing.assert_array_equal(a[c], b[c])
+    _assert_resumes_exactly(ds, full, data)
