@@ -59,8 +59,7 @@ def _launch(out, data: dict[str, str], processes: int, *extra: str) -> dict[str,
 
 
 def _rows(data_glob: str) -> pd.DataFrame:
-
-
+    """All rows of the files, by id (pandas reads them: the oracle does not use our reader)."""
     return pd.concat([pd.read_csv(f) for f in sorted(glob.glob(data_glob))]).set_index("id").sort_index()
 
 
