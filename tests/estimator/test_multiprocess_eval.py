@@ -6,7 +6,8 @@ rows (rows sharded: 167 and 166, last batches of 7 and 6 rows, not divisible by 
 earlier), a 1-row file (process 1 has no batch at all) and a header-only file (no process has
 a batch: an error on both, no hang). The metrics must be those of all rows, computed here with
 numpy, equal on every process and equal to one process's evaluation; ``predict`` yields every
-row once, each process its own; after training, both restore the checkpoint the same way.
+row once, each process its own. Then the 2 processes train on the 333-row CSV (rows sharded)
+and evaluate / predict again from the checkpoint, which every process restores.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def runs(tmp_path_factory):
     """The job with 2 processes (then trained and evaluated again) and with 1: (data globs, outputs)."""
     folder = tmp_path_factory.mktemp("eval")
     data = {name: _write(folder / name, rows) for name, rows in DATASETS.items()}
-    two = _launch(folder / "out-2", data, 2, "--train_steps", str(TRAIN_STEPS), "--train_data", data["three"])
+    two = _launch(folder / "out-2", data, 2, "--train_steps", str(TRAIN_STEPS), "--train_data", data["one"])
     one = _launch(folder / "out-1", data, 1)
     return data, two, one
 
