@@ -11,12 +11,14 @@ message), the ``id`` column of every batch this process evaluated (for the test'
 of ``loss``, the mean of per-batch losses), the ``(id, prediction)`` pairs it predicted and
 the weights. With ``--train_steps``, the model is then trained that many steps on
 ``--train_data`` and every data set is evaluated again from the checkpoint, as
-``trained-<NAME>``.
+``trained-<NAME>``. Without training, each data set is also evaluated with ``steps=2``
+(key ``steps2``: its results and batches).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 from typing import Any
@@ -88,6 +90,10 @@ def run_all(est: Estimator, out_dir: str, datasets: list[str], batch: int, prefi
             outcome = {"results": est.evaluate(input_fn)}
         except EstimatorError as error:
             outcome = {"error": str(error)}
+        if "results" in outcome and not prefix:
+            first_two: list[list[int]] = []
+            outcome["steps2"] = {"results": est.evaluate(lambda seen=first_two: input_fn(seen=seen), steps=2),
+                                 "batches": first_two}
         predicted = [(int(p["id"]), float(p["prediction"])) for p in est.predict(
             lambda data_glob=data_glob: dataset(data_glob, batch, num_epochs=1))]
         with open(os.path.join(out_dir, f"{prefix}{name}-{jax.process_index()}.json"), "w") as f:
@@ -103,6 +109,7 @@ def main() -> None:
     parser.add_argument("--train_steps", type=int, default=None)
     parser.add_argument("--train_data", default=None)
     args = parser.parse_args()
+    faulthandler.dump_traceback_later(180, exit=True)  # a hang fails with every thread's stack, not silently
     est = Estimator(model_fn, model_dir=os.path.join(args.out_dir, "model"), config=RunConfig(random_seed=0),
                     warm_start_from={"w": np.array([W], np.float32), "b": np.array([B], np.float32)})
     run_all(est, args.out_dir, args.datasets, args.batch, "", {"w": W, "b": B})

@@ -122,6 +122,23 @@ def test_multi_process_evaluation_is_exact_over_uneven_shares(runs, name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["one", "three"])
+def test_evaluation_steps_count_the_batches_of_every_process(runs, name):
+    data, two, _ = runs
+    rows = _rows(data[name])
+    outputs = [out["steps2"] for out in two[name]]
+    assert [len(out["batches"]) for out in outputs] == [2, 2]  # 2 global steps: 2 batches on every process
+    batches = [b for out in outputs for b in out["batches"]]
+    ids = sorted(i for b in batches for i in b)
+    assert len(ids) == 64 and len(set(ids)) == 64
+    results = outputs[0]["results"]
+    assert outputs[1]["results"] == results
+    want = _oracle(rows.loc[ids], two[name][0]["weights"], batches)
+    for key, value in want.items():
+        np.testing.assert_allclose(results[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["one", "three", "tiny", "trained-one"])
 def test_multi_process_prediction_yields_every_row_once_on_its_own_process(runs, name):
     data, two, _ = runs
