@@ -2,7 +2,8 @@
 
 The batch is split over a ``data`` mesh axis spanning every device of every
 process; parameters are replicated (or, with ``param_sharding="fsdp"``, split
-over the same axis). Each process contributes its own share of a global batch.
+over the same axis). Each process contributes its own share of a global batch;
+evaluation and prediction run on each process's own devices (``local_mesh``).
 ``initialize()`` starts ``jax.distributed`` from a RunConfig, the environment,
 TF_CONFIG or JAX's cluster detection; the Estimator calls it on construction.
 """
