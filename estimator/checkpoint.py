@@ -34,6 +34,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from estimator import distribute
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -371,9 +373,8 @@ def _is_write_failure(error: BaseException) -> bool:
 def gather_input_states(input_state: Any) -> list[Any]:
     """The input states of all processes, by process index; a collective every process must call.
 
-    Each process encodes its state as JSON bytes; the lengths, then the bytes
-    (padded to a power of two, so few shapes compile) are all-gathered as uint8
-    arrays with ``jax.experimental.multihost_utils.process_allgather``.
+    Each process encodes its state as JSON bytes, all-gathered by
+    ``distribute.allgather_bytes``.
     """
     try:
         encoded = json.dumps(input_state).encode("utf-8")
@@ -382,13 +383,7 @@ def gather_input_states(input_state: Any) -> list[Any]:
             f"The input iterator's state() returned {type(input_state).__name__} that is not JSON data "
             f"({error}); make state() return dicts/lists of str, int, float, bool or None."
         ) from error
-    if jax.process_count() == 1:
-        return [json.loads(encoded)]
-    lengths = np.asarray(multihost_utils.process_allgather(np.array([len(encoded)], np.int32))).reshape(-1)
-    padded = np.zeros(max(256, 1 << int(lengths.max() - 1).bit_length()), np.uint8)
-    padded[:len(encoded)] = np.frombuffer(encoded, np.uint8)
-    gathered = np.asarray(multihost_utils.process_allgather(padded))
-    return [json.loads(gathered[i, :n].tobytes()) for i, n in enumerate(lengths)]
+    return [json.loads(part) for part in distribute.allgather_bytes(encoded)]
 
 
 def _input_states(saved: Any) -> list[Any]:

@@ -2,7 +2,8 @@
 
 The batch is split over a ``data`` mesh axis spanning every device of every
 process; parameters are replicated (or, with ``param_sharding="fsdp"``, split
-over the same axis). Each process contributes its own share of a global batch.
+over the same axis). Each process contributes its own share of a global batch;
+evaluation and prediction run on each process's own devices (``local_mesh``).
 ``initialize()`` starts ``jax.distributed`` from a RunConfig, the environment,
 TF_CONFIG or JAX's cluster detection; the Estimator calls it on construction.
 """
@@ -33,6 +34,19 @@ def data_mesh(devices: list | None = None) -> Mesh:
     """A 1-D mesh with axis ``data`` over all (global) devices."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def local_mesh() -> Mesh:
+    """A 1-D ``data`` mesh over this process's own devices (all devices with one process).
+
+    For work each process does alone on its share of the input, in step with no
+    other process: evaluation (metric states are combined at the end) and prediction.
+    """
+    return data_mesh(jax.local_devices())
+
+
+def _is_local(mesh: Mesh) -> bool:
+    return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -71,12 +85,14 @@ def put_batch(tree: Any, mesh: Mesh, leading_dims: int = 0) -> Any:
     """Turns this process's share of a batch (numpy) into global arrays over ``mesh``.
 
     A batch whose size does not split evenly over the local devices (the last,
-    short batch of an evaluation, say) is replicated instead of sharded.
+    short batch of an evaluation, say) is replicated instead of sharded; over
+    several processes' devices, where a global array needs equal shares, that
+    is an error.
     """
     local_devices = max(1, len(mesh.local_devices))
     sizes = {np.shape(x)[leading_dims] for x in jax.tree.leaves(tree) if np.ndim(x) > leading_dims}
     even = all(s % local_devices == 0 for s in sizes)
-    if jax.process_count() == 1:
+    if _is_local(mesh):
         sharding = batch_sharding(mesh, leading_dims) if even else replicated(mesh)
         return jax.device_put(tree, sharding)
     if not even:
@@ -108,6 +124,23 @@ def gather_ints(value: int) -> list[int]:
     from jax.experimental import multihost_utils
 
     return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).reshape(-1)]
+
+
+def allgather_bytes(payload: bytes) -> list[bytes]:
+    """Every process's ``payload``, by process index: a collective every process must call.
+
+    The lengths, then the bytes (padded to a power of two, so few shapes compile)
+    are all-gathered as uint8 arrays with ``multihost_utils.process_allgather``.
+    """
+    if jax.process_count() == 1:
+        return [bytes(payload)]
+    from jax.experimental import multihost_utils
+
+    lengths = np.asarray(multihost_utils.process_allgather(np.array([len(payload)], np.int32))).reshape(-1)
+    padded = np.zeros(max(256, 1 << int(lengths.max() - 1).bit_length()), np.uint8)
+    padded[:len(payload)] = np.frombuffer(payload, np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    return [gathered[i, :n].tobytes() for i, n in enumerate(lengths)]
 
 
 class InputContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from estimator import distribute, nn
+from estimator import _eval_results, distribute, nn
 from estimator._prefetch import Prefetcher
 from estimator.checkpoint import (
     CheckpointCorruptError,
@@ -140,6 +141,7 @@ class Estimator:
         self._model_fn_args = _accepted_args(model_fn)
         self._warm_start_from = warm_start_from
         self._mesh = distribute.data_mesh()
+        self._local_mesh = distribute.local_mesh()  # evaluate / predict: every process on its own share
         self._records = {mode: _TraceRecord() for mode in ModeKeys.ALL}
         self._cache: dict[Any, Any] = {}
         self._store: CheckpointStore | None = None
@@ -257,15 +259,15 @@ class Estimator:
         return iter(result)
 
     def _prefetcher(self, iterator: Iterator, mode: str, group_size: int = 1,
-                    max_batches: int | None = None) -> Prefetcher:
+                    max_batches: int | None = None, mesh: Any = None) -> Prefetcher:
         def features(batch):
             return _device_ready(self._host_preprocess(batch), mode, "feature")
 
         def labels(batch):
             return _device_ready(self._host_preprocess_labels(batch), mode, "label")
 
-        return Prefetcher(iterator, self._mesh, features, labels, group_size, max_batches,
-                          self._config.prefetch_batches)
+        return Prefetcher(iterator, self._mesh if mesh is None else mesh, features, labels, group_size,
+                          max_batches, self._config.prefetch_batches)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
@@ -503,7 +505,9 @@ class Estimator:
         return self._cache["eval_step"], self._cache["eval_merge"]
 
     def _variables_for(self, mode: str, checkpoint_path: str | None, features: Any, labels: Any) -> tuple[Any, Any, int]:
-        found = self._read_checkpoint(checkpoint_path)
+        found = self._read_checkpoint(checkpoint_path)  # on every process: orbax restores collectively
+        if found is None and features is None:  # no checkpoint and no input here: nothing to run
+            return None, None, 0
         if found is None:
             log.warning("Could not find trained model in model_dir: %s, running initialization to %s.",
                         self._model_dir, "evaluate" if mode == ModeKeys.EVAL else "predict")
@@ -513,7 +517,7 @@ class Estimator:
             state, path = found
             log.info("Restoring parameters from %s", path)
             params, model_state, step = state["params"], state.get("model_state") or {}, int(state["step"])
-        replicated = distribute.replicated(self._mesh)
+        replicated = distribute.replicated(self._local_mesh)
         return jax.device_put(params, replicated), jax.device_put(model_state, replicated), step
 
     def evaluate(
@@ -527,18 +531,22 @@ class Estimator:
         """Evaluates the latest (or given) checkpoint over ``steps`` batches or the whole input.
 
         Returns every eval metric, ``loss`` (mean of the per-batch losses) and
-        ``global_step``; writes them as events in ``eval_dir(name)``.
+        ``global_step``; writes them as events in ``eval_dir(name)``. With several
+        processes, each evaluates its own input (``steps`` batches of it at most)
+        and the metrics are those of all processes' rows (``_eval_results``).
         """
         if steps is not None and steps <= 0:
             raise EstimatorError(f"evaluate: steps must be positive or None, got {steps!r}.")
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), ModeKeys.EVAL, max_batches=steps)
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), ModeKeys.EVAL,
+                                      max_batches=steps, mesh=self._local_mesh)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.EVAL)
         try:
             first = next(prefetcher, None)
-            if first is None:
+            if first is None and jax.process_count() == 1:
                 raise EstimatorError("evaluate: input_fn produced no batches.")
-            params, model_state, step = self._variables_for(ModeKeys.EVAL, checkpoint_path, first.features, first.labels)
+            params, model_state, step = self._variables_for(ModeKeys.EVAL, checkpoint_path,
+                                                            *(first[:2] if first else (None, None)))
             eval_step, merge = self._eval_functions()
             for hook in hooks:
                 hook.begin(context, step)
@@ -557,10 +565,9 @@ class Estimator:
                 hook.end(context, step)
         finally:
             prefetcher.close()
-        metrics = self._records[ModeKeys.EVAL].metrics
-        results = {k: np.asarray(metrics[k].compute(s)).item() for k, s in (merged or {}).items()}
-        results["loss"] = float(loss_sum) / batches
-        results["global_step"] = step
+        results = _eval_results.combine(self._records[ModeKeys.EVAL].metrics, merge, merged, loss_sum, batches, step)
+        if results is None:
+            raise EstimatorError(f"evaluate: input_fn produced no batches on any of the {jax.process_count()} processes.")
         log.info("Saving dict for global step %d: %s", step,
                  ", ".join(f"{k} = {v:.6g}" for k, v in sorted(results.items())))
         self._write_eval_results(results, name)
@@ -609,17 +616,17 @@ class Estimator:
         if "predict" not in self._cache:
             self._cache["predict"] = self._jit(self._predict_apply)
         predict_fn = self._cache["predict"]
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT), ModeKeys.PREDICT)
+        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT), ModeKeys.PREDICT,
+                                      mesh=self._local_mesh)
         hooks = list(hooks or [])
         context = RunContext(self, ModeKeys.PREDICT)
         try:
-            params = model_state = None
-            step = 0
-            for group in prefetcher:
-                if params is None:
-                    params, model_state, step = self._variables_for(ModeKeys.PREDICT, checkpoint_path, group.features, None)
-                    for hook in hooks:
-                        hook.begin(context, step)
+            first = next(prefetcher, None)
+            params, model_state, step = self._variables_for(ModeKeys.PREDICT, checkpoint_path,
+                                                            first.features if first else None, None)
+            for hook in hooks:
+                hook.begin(context, step)
+            for group in itertools.chain([first] if first else [], prefetcher):
                 predictions = jax.device_get(predict_fn(params, model_state, group.features))
                 predictions = self._select_keys(predictions, predict_keys)
                 if yield_single_examples:
