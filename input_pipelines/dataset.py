@@ -66,6 +66,27 @@ class _Iterator:
     def next(self) -> Any:
         raise NotImplementedError
 
+    def pull_spans(self, min_rows: int) -> list[Any]:
+        """Whole next items (chunks of rows) until at least `min_rows` rows, fewer only at the
+        end, as `_structure.Span`s: the same rows and state as calling `next()` for each.
+
+        Stages that cut a row stream into items cheaply (interleave's small blocks) override it
+        so that a consumer of many rows at once (shuffle) gets no Python object per item.
+        """
+        from input_pipelines import _structure as st
+
+        spans, rows = [], 0
+        while rows < min_rows:
+            try:
+                item = self.next()
+            except StopIteration:
+                break
+            span = st.whole_span(item)
+            if span.stop:
+                spans.append(span)
+                rows += span.stop
+        return spans
+
     def state(self) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -140,11 +140,10 @@ class _InterleaveIterator(_Iterator):
             rows.restore({"up": state["state"], "off": state["off"]})
         return _Slot(path, rows)
 
-    def _take(self, slot: _Slot) -> Any:
-        """The next block of a slot's rows, or None when its reader is exhausted."""
+    def _take(self, slot: _Slot) -> list[st.Span]:
+        """The next block of a slot's rows as spans ([] when its reader is exhausted)."""
         block = self._ds._block
-        parts = slot.rows.take_chunk() if block is None else slot.rows.take(block)
-        return st.concat_rows(parts) if parts else None
+        return slot.rows.chunk_spans() if block is None else slot.rows.take_spans(block)
 
     def _next_input(self) -> str | None:
         parts = self._inputs.take(1)
@@ -153,7 +152,8 @@ class _InterleaveIterator(_Iterator):
         value = st.row(parts[0], 0)
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def next(self) -> Any:
+    def _next_spans(self) -> list[st.Span]:
+        """The next output item as spans of the readers' chunks ([] at the end)."""
         if not self._started:
             self._started = True
             for i in range(len(self._slots)):
@@ -164,15 +164,38 @@ class _InterleaveIterator(_Iterator):
             if slot is None:
                 self._cursor = (self._cursor + 1) % len(self._slots)
                 continue
-            item = self._take(slot)
-            if item is None:
+            spans = self._take(slot)
+            if not spans:
                 slot.rows.up.close()
                 path = self._next_input()
                 self._slots[self._cursor] = None if path is None else self._open(path)
                 continue
             self._cursor = (self._cursor + 1) % len(self._slots)
-            return item
-        raise StopIteration
+            return spans
+        return []
+
+    def next(self) -> Any:
+        spans = self._next_spans()
+        if not spans:
+            raise StopIteration
+        return st.join_spans(spans)
+
+    def pull_spans(self, min_rows: int) -> list[st.Span]:
+        spans, rows, block, slots = [], 0, self._ds._block, self._slots
+        while rows < min_rows:
+            slot = slots[self._cursor] if self._started and block is not None else None
+            span = None if slot is None else slot.rows.take_within(block)
+            if span is not None:  # the common case, a block inside a reader's chunk, inline
+                spans.append(span)
+                rows += block
+                self._cursor = (self._cursor + 1) % len(slots)
+                continue
+            item = self._next_spans()
+            if not item:
+                break
+            spans += item
+            rows += sum(s.stop - s.start for s in item)
+        return spans
 
     def state(self) -> dict[str, Any]:
         slots: list[dict[str, Any] | None] = []

@@ -106,6 +106,10 @@ class _ShuffleIterator(_Iterator):
 
     def _pull_window(self) -> tuple[Any, Any, int]:
         start = self._up.state()
+        if self._pool.rows:  # rows: one concatenation per column, whatever the upstream items
+            spans = self._up.pull_spans(self._size)
+            size = sum(s.stop - s.start for s in spans)
+            return start, (st.join_spans(spans) if spans else None), size
         items, size = [], 0
         while size < self._size:
             try:
