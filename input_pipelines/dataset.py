@@ -44,12 +44,14 @@ class _Stats:
 
 @dataclasses.dataclass(frozen=True)
 class _Context:
-    """What a stage needs to build its iterator: stats, the pipeline's seeds and the epoch path
-    (stages shuffle epoch `e` with their seed and `e`)."""
+    """What a stage needs to build its iterator: stats, the pipeline's seeds, the epoch path
+    (stages shuffle epoch `e` with their seed and `e`) and whether the iterator is one of
+    several run by parallel threads (then a reader should not start threads of its own)."""
 
     stats: _Stats
     seeds: Seeds
     epochs: tuple[int, ...] = ()
+    in_parallel: bool = False
 
     def with_epoch(self, epoch: int) -> _Context:
         return dataclasses.replace(self, epochs=self.epochs + (epoch,))
