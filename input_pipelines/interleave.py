@@ -8,6 +8,10 @@ buffer of 10,000 rows after the interleave can only mix files whose rows arrive 
 10,000 rows. With `num_parallel` > 0 every open reader parses its next chunk ahead in a thread
 pool, so files are read and parsed in parallel while the output order stays fixed.
 
+A consumer of many rows at once (`shuffle`, a window of 10,000 rows) takes them with
+`pull_spans`: the same blocks as from `next()`, as (chunk, rows) spans joined with one
+concatenation per column, so small blocks cost no Python object each.
+
 State: the input position, the cycle cursor and, per slot, the file name, that reader's own
 state before its current chunk (e.g. byte offset and line) and the rows already taken from that
 chunk, so restoring opens the same files at the same offsets.
