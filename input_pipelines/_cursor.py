@@ -22,6 +22,7 @@ class RowCursor:
         self._rows = 0
         self._off = 0
         self._pre: dict[str, Any] | None = None
+        self._flat: list[Any] = []
 
     def _fetch(self) -> bool:
         while True:
@@ -34,27 +35,40 @@ class RowCursor:
             rows = st.num_rows(chunk)
             if rows:
                 self._chunk, self._rows, self._off = chunk, rows, 0
+                self._flat = st.leaves(chunk)
                 return True
 
-    def take(self, n: int) -> list[Any]:
-        """Up to `n` rows as a list of chunk slices (fewer only when the stream ends)."""
-        parts = []
+    def take_spans(self, n: int) -> list[st.Span]:
+        """Up to `n` rows as spans of upstream chunks (fewer only when the stream ends)."""
+        spans = []
         while n > 0:
             if self._chunk is None or self._off >= self._rows:
                 if not self._fetch():
                     break
             k = min(n, self._rows - self._off)
-            parts.append(st.slice_rows(self._chunk, self._off, self._off + k))
+            spans.append(st.Span(self._chunk, self._flat, self._off, self._off + k))
             self._off += k
             n -= k
-        return parts
+        return spans
 
-    def take_chunk(self) -> list[Any]:
+    def take_within(self, n: int) -> st.Span | None:
+        """`n` rows as one span if the current chunk still holds them, else None (nothing taken)."""
+        off = self._off
+        if self._chunk is None or off + n > self._rows:
+            return None
+        self._off = off + n
+        return st.Span(self._chunk, self._flat, off, off + n)
+
+    def take(self, n: int) -> list[Any]:
+        """Up to `n` rows as a list of chunk slices (fewer only when the stream ends)."""
+        return [st.slice_rows(s.chunk, s.start, s.stop) for s in self.take_spans(n)]
+
+    def chunk_spans(self) -> list[st.Span]:
         """The rest of the current chunk, or the next whole chunk ([] when the stream ends)."""
         if self._chunk is None or self._off >= self._rows:
             if not self._fetch():
                 return []
-        return self.take(self._rows - self._off)
+        return self.take_spans(self._rows - self._off)
 
     def state(self) -> dict[str, Any]:
         """Position: upstream state before the current chunk and rows taken from it."""

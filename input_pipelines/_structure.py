@@ -7,7 +7,7 @@ slicing, gathering and concatenating rows are a few numpy calls per chunk, never
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,6 +76,45 @@ def take_rows(chunk: Any, index: np.ndarray) -> Any:
     if index.dtype == bool:
         return map_structure(lambda a: a[index], chunk)
     return map_structure(lambda a: np.take(a, index, axis=0), chunk)
+
+
+def unflatten(like: Any, flat: Sequence[Any]) -> Any:
+    """`like` with its leaves (in `leaves` order) replaced by `flat`."""
+    it = iter(flat)
+
+    def build(tree: Any) -> Any:
+        if isinstance(tree, dict):
+            return {k: build(v) for k, v in tree.items()}
+        if isinstance(tree, (tuple, list)):
+            return type(tree)([build(v) for v in tree])
+        return next(it)
+
+    return build(like)
+
+
+class Span(NamedTuple):
+    """Rows `start:stop` of `chunk`, whose leaves (in `leaves` order) are `flat`."""
+
+    chunk: Any
+    flat: list[Any]
+    start: int
+    stop: int
+
+
+def whole_span(chunk: Any) -> Span:
+    """All rows of a chunk as a span."""
+    return Span(chunk, leaves(chunk), 0, num_rows(chunk))
+
+
+def join_spans(spans: Sequence[Span], copy: bool = False) -> Any:
+    """The rows of `spans` as one chunk: one concatenation per leaf, never a loop per span
+    and leaf; a single span is a view unless `copy`."""
+    first = spans[0]
+    if len(spans) == 1:
+        a, b = first.start, first.stop
+        return unflatten(first.chunk, [x[a:b].copy() if copy else x[a:b] for x in first.flat])
+    columns = zip(*([x[s.start:s.stop] for x in s.flat] for s in spans), strict=True)
+    return unflatten(first.chunk, [np.concatenate(parts) for parts in columns])
 
 
 def concat_rows(chunks: Sequence[Any]) -> Any:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from input_pipelines import _structure as st
 from input_pipelines._cursor import RowCursor
 from input_pipelines.dataset import Dataset, _Context, _Iterator
@@ -37,14 +35,12 @@ class _BatchRowsIterator(_Iterator):
         self._cursor, self._n, self._drop = RowCursor(up), n, drop
 
     def next(self) -> Any:
-        parts = self._cursor.take(self._n)
-        if not parts:
+        spans = self._cursor.take_spans(self._n)
+        if not spans:
             raise StopIteration
-        if self._drop and sum(st.num_rows(p) for p in parts) < self._n:
+        if self._drop and sum(s.stop - s.start for s in spans) < self._n:
             raise StopIteration
-        if len(parts) == 1:  # a slice of one chunk: copy, so batches never share memory
-            return st.map_structure(np.array, parts[0])
-        return st.concat_rows(parts)
+        return st.join_spans(spans, copy=True)  # copies: batches never share memory
 
     def state(self) -> dict[str, Any]:
         return self._cursor.state()

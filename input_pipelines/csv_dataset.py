@@ -2,7 +2,7 @@
 
 Each file is read in blocks of about `block_size` bytes that end exactly at a record end (a
 line end outside quoted values; see `_csv_records`), and every block is parsed by
-`pyarrow.csv.read_csv` (multi-threaded, in C++) straight into typed columns: no Python runs per
+`pyarrow.csv.read_csv` (in C++; multi-threaded unless the file is one of several parsed by parallel readers) straight into typed columns: no Python runs per
 row. The position is (file index, byte offset) of the next block, so restoring seeks straight
 there: nothing consumed is read again. Line numbers are only needed for error messages, so they
 are computed then (by counting line ends before the bad block).
@@ -53,9 +53,9 @@ class _BadBlock(Exception):
 class _Parser:
     """Parses byte blocks of CSV into dicts of numpy arrays according to a `CsvSpec`."""
 
-    def __init__(self, spec: CsvSpec) -> None:
-        self.spec = spec
-        self._read = pacsv.ReadOptions(column_names=list(spec.names), use_threads=True,
+    def __init__(self, spec: CsvSpec, use_threads: bool = True) -> None:
+        self.spec, self._threads = spec, use_threads
+        self._read = pacsv.ReadOptions(column_names=list(spec.names), use_threads=use_threads,
                                        encoding=spec.encoding)
         self._convert = pacsv.ConvertOptions(
             column_types={c.name: c.arrow_type for c in spec.columns},
@@ -87,7 +87,7 @@ class _Parser:
                 if "straddl" not in str(e):
                     raise
                 # A record longer than pyarrow's own block (1 MiB): parse the block in one piece.
-                read = pacsv.ReadOptions(column_names=list(self.spec.names), use_threads=True,
+                read = pacsv.ReadOptions(column_names=list(self.spec.names), use_threads=self._threads,
                                          encoding=self.spec.encoding, block_size=len(data) + 1)
                 return pacsv.read_csv(pa.py_buffer(data), read, parse, self._convert)
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
@@ -118,7 +118,7 @@ class _Parser:
     def describe(self, message: str) -> str:
         """A user-facing reason from pyarrow's message (with a hint for inferred types)."""
         names, spec = self.spec.names, self.spec
-        m = re.search(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", message)
+        m = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", message)
         if m:
             name = names[int(m.group(1))]
             reason = f"cannot parse {m.group(3)!r} as {m.group(2)} in column {name!r}"
@@ -267,7 +267,8 @@ class CsvDataset(Dataset):
         return self._spec
 
     def _iterator(self, ctx: _Context) -> _Iterator:
-        return _CsvIterator(self._files, _Parser(self._spec), ctx.stats)
+        # pyarrow's threads pay only where nothing else parses in parallel (a single reader)
+        return _CsvIterator(self._files, _Parser(self._spec, use_threads=not ctx.in_parallel), ctx.stats)
 
 
 def csv_reader(

@@ -44,12 +44,14 @@ class _Stats:
 
 @dataclasses.dataclass(frozen=True)
 class _Context:
-    """What a stage needs to build its iterator: stats, the pipeline's seeds and the epoch path
-    (stages shuffle epoch `e` with their seed and `e`)."""
+    """What a stage needs to build its iterator: stats, the pipeline's seeds, the epoch path
+    (stages shuffle epoch `e` with their seed and `e`) and whether the iterator is one of
+    several run by parallel threads (then a reader should not start threads of its own)."""
 
     stats: _Stats
     seeds: Seeds
     epochs: tuple[int, ...] = ()
+    in_parallel: bool = False
 
     def with_epoch(self, epoch: int) -> _Context:
         return dataclasses.replace(self, epochs=self.epochs + (epoch,))
@@ -65,6 +67,27 @@ class _Iterator:
 
     def next(self) -> Any:
         raise NotImplementedError
+
+    def pull_spans(self, min_rows: int) -> list[Any]:
+        """Whole next items (chunks of rows) until at least `min_rows` rows, fewer only at the
+        end, as `_structure.Span`s: the same rows and state as calling `next()` for each.
+
+        Stages that cut a row stream into items cheaply (interleave's small blocks) override it
+        so that a consumer of many rows at once (shuffle) gets no Python object per item.
+        """
+        from input_pipelines import _structure as st
+
+        spans, rows = [], 0
+        while rows < min_rows:
+            try:
+                item = self.next()
+            except StopIteration:
+                break
+            span = st.whole_span(item)
+            if span.stop:
+                spans.append(span)
+                rows += span.stop
+        return spans
 
     def state(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -71,7 +71,7 @@ def make_csv_dataset(
     defaults; the keyword-only ones after them are this library's.
 
     Pipeline: `list_files(file_pattern, shuffle, seed)` -> one share of the files per JAX
-    process -> `interleave` of up to 4 files parsed in parallel threads (1 file at a time when
+    process -> `interleave` of max(8, cores) files parsed by one thread per core (1 file at a time when
     `shuffle=False`, so rows keep file order) -> `shuffle(shuffle_buffer_size, seed)` ->
     `repeat(num_epochs)` (None: forever) -> `batch(batch_size, drop_remainder=num_epochs is None)`
     -> `prefetch`. As in tf.data, each epoch reshuffles files and rows; `seed=None` draws a
@@ -96,7 +96,8 @@ def make_csv_dataset(
       shuffle_buffer_size: rows in the shuffle buffer.
       shuffle_seed: seed for file and row shuffling (same as `seed`).
       prefetch_buffer_size: batches prepared ahead in a background thread (None: 2).
-      num_parallel_reads: files read (and parsed) at once (None: up to 4 when shuffling, else 1).
+      num_parallel_reads: files read and parsed at once, by as many threads (None: when
+        shuffling, max(8, cores) files by one thread per core; else 1 file).
       sloppy: accepted for tf.data compatibility; the order is always deterministic here.
       num_rows_for_inference: rows of *each* of the first (up to 8) files used to infer
         types when `column_defaults` is None (tf.data: rows in all); None: all their rows.
@@ -136,9 +137,11 @@ def make_csv_dataset(
     # Like tf.data's make_csv_dataset (cycle_length AUTOTUNE, block_length 1): rows of several
     # files arrive within every shuffle window, so a batch mixes many files.
     cycle = min(len(names), max(_MIN_CYCLE, os.cpu_count() or 1)) if shuffle else 1
-    if num_parallel_reads is not None:
-        cycle = int(num_parallel_reads)
-    ds = files.interleave(reader, cycle_length=cycle, block_length=_BLOCK_ROWS if shuffle else None)
+    threads = None  # one per core, at most one per file of the cycle
+    if num_parallel_reads is not None:  # as tf.data: that many files read by that many threads
+        cycle = threads = int(num_parallel_reads)
+    ds = files.interleave(reader, cycle_length=cycle, num_parallel=threads,
+                          block_length=_BLOCK_ROWS if shuffle else None)
     if by_rows:
         ds = ds.shard(num_shards, index)
     if shuffle:

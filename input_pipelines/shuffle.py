@@ -46,35 +46,41 @@ class Shuffle(Dataset):
 
 
 class _RowPool:
-    """Pool operations on columnar chunks of rows."""
+    """Pool operations on columnar chunks of rows; a window is a list of row spans."""
 
     rows = True
 
     @staticmethod
-    def size(item: Any) -> int:
-        return st.num_rows(item)
+    def pull(up: _Iterator, size: int) -> list[st.Span]:
+        return up.pull_spans(size)
 
     @staticmethod
-    def collect(items: list[Any]) -> Any:
-        return st.concat_rows(items) if len(items) > 1 else items[0]
+    def collect(window: list[st.Span]) -> Any:
+        return st.join_spans(window)
 
     @staticmethod
     def take(pool: Any, index: np.ndarray) -> Any:
         return st.take_rows(pool, index)
 
     @staticmethod
-    def join(a: Any, b: Any) -> Any:
-        return st.map_structure(lambda x, y: np.concatenate([x, y]), a, b)
+    def join(carry: Any, window: list[st.Span]) -> Any:
+        return st.join_spans([st.whole_span(carry), *window])  # one copy of carry and window
 
 
 class _ListPool:
-    """Pool operations on lists of elements (after `batch()`)."""
+    """Pool operations on lists of elements (after `batch()`); a window is a list too."""
 
     rows = False
 
     @staticmethod
-    def size(item: Any) -> int:
-        return 1
+    def pull(up: _Iterator, size: int) -> list[Any]:
+        items = []
+        while len(items) < size:
+            try:
+                items.append(up.next())
+            except StopIteration:
+                break
+        return items
 
     @staticmethod
     def collect(items: list[Any]) -> list[Any]:
@@ -104,19 +110,12 @@ class _ShuffleIterator(_Iterator):
     def _rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self._seed, *self._epochs, step])
 
-    def _pull_window(self) -> tuple[Any, Any, int]:
+    def _pull_window(self) -> tuple[Any, list[Any] | None, int]:
+        """(upstream state before it, the window's parts or None at the end, its elements)."""
         start = self._up.state()
-        items, size = [], 0
-        while size < self._size:
-            try:
-                item = self._up.next()
-            except StopIteration:
-                break
-            n = self._pool.size(item)
-            if n:
-                items.append(item)
-                size += n
-        return start, (self._pool.collect(items) if items else None), size
+        parts = self._pool.pull(self._up, self._size)
+        size = sum(s.stop - s.start for s in parts) if self._pool.rows else len(parts)
+        return start, (parts or None), size
 
     def _keep(self, n: int) -> int:
         return n // 2 if n >= self._size else 0  # a short window is the last one: keep nothing
@@ -134,13 +133,13 @@ class _ShuffleIterator(_Iterator):
         if window is None:
             pool, index = self._carry, np.arange(c)
         elif self._carry is None:
-            pool, index = window, perm[h:]
-        else:
+            pool, index, c = self._pool.collect(window), perm[h:], 0
+        else:  # the window's element i is pool[c + i]
             pool = self._pool.join(self._carry, window)
             index = np.concatenate([np.arange(c), c + perm[h:]])
         out_len = len(index)
         out = self._pool.take(pool, index[rng.permutation(out_len)])
-        self._carry = self._pool.take(window, perm[:h]) if h else None
+        self._carry = self._pool.take(pool, c + perm[:h]) if h else None
         self._carry_len, self._carry_from = h, start
         self._cur = prev if prev[1] else (start, False)
         self._out, self._out_len, self._emitted, self._step = out, out_len, 0, step + 1
@@ -174,7 +173,8 @@ class _ShuffleIterator(_Iterator):
             if not h or self._step < 1:
                 raise StateError("cannot restore shuffle: the input changed since the state was saved")
             perm = self._rng(self._step - 1).permutation(n)
-            self._carry, self._carry_len, self._carry_from = self._pool.take(window, perm[:h]), h, start
+            carry = self._pool.take(self._pool.collect(window), perm[:h])
+            self._carry, self._carry_len, self._carry_from = carry, h, start
         if int(state["emitted"]):
             self._run_step()
             self._emitted = int(state["emitted"])

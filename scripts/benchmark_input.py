@@ -16,6 +16,8 @@ Each method runs in its own child process over the same files, so its peak RSS i
 - pandas_header:  the same over the header shards (names from the header)
 - numpy_loadtxt:  `numpy.loadtxt` of the numeric columns, one file at a time
 - pyarrow_whole:  `pyarrow.csv.read_csv` of each whole shard (the parser's ceiling)
+- pipeline_readers_N (with `--readers N ...`): `pipeline` with `num_parallel_reads=N` (N files
+                  interleaved, parsed by N threads): the reader scaling curve
 
 Training the taxi MLP (7 -> 64 -> 32 -> 1 over the five raw columns plus latdiff and londiff,
 Adam, batch 512), examples/sec from the end of a warm-up (compilation) to the last step:
@@ -25,11 +27,18 @@ Adam, batch 512), examples/sec from the end of a warm-up (compilation) to the la
 - train_in_memory_scan: the same with `lax.scan` over 50 stacked batches per call
 - train_from_csv:   `Estimator.train(make_csv_dataset(...))`, steps_per_loop 50: parsing,
                     shuffling and batching run in the background while the device trains
+
+`cpu s/M` is the CPU time (all threads of the child) per million rows: for reading methods the
+whole read, for training methods the timed span. The ratios below the table are of this run:
+the pipeline's CPU per row against pyarrow's whole-file read, the string column's cost, and
+training from CSV against the in-memory `lax.scan` loop. On a shared machine compare ratios of
+one run, never numbers of different runs; the load average is printed with the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
@@ -84,8 +93,8 @@ def _count(ds, string_key: bool) -> int:
     return rows
 
 
-def _pipeline(pattern: str, batch_size: int) -> int:
-    return _count(csv_input_fn(pattern, batch_size, num_epochs=1)(), False)
+def _pipeline(pattern: str, batch_size: int, readers: int | None = None) -> int:
+    return _count(csv_input_fn(pattern, batch_size, num_epochs=1, num_parallel_reads=readers)(), False)
 
 
 def _pipeline_key(pattern: str, batch_size: int) -> int:
@@ -141,6 +150,9 @@ READ_METHODS: dict[str, Callable[[str, int], int]] = {
     "numpy_loadtxt": _numpy_loadtxt,
     "pyarrow_whole": _pyarrow_whole,
 }
+READERS = (1, 2, 4, 8)
+for _n in READERS:
+    READ_METHODS[f"pipeline_readers_{_n}"] = functools.partial(_pipeline, readers=_n)
 
 WARM_STEPS, SCAN = 100, 50
 
@@ -162,13 +174,14 @@ def taxi_mlp_fn(features, labels, mode):
     return EstimatorSpec(mode, loss=jnp.mean((fare - labels) ** 2), optimizer=optax.adam(1e-3))
 
 
-def csv_input_fn(pattern: str, batch_size: int, num_epochs: int | None = None):
+def csv_input_fn(pattern: str, batch_size: int, num_epochs: int | None = None, num_parallel_reads: int | None = None):
     """An input_fn over the taxi shards: parse + shuffle 10k rows + batches of float32 arrays."""
     from input_pipelines import make_csv_dataset
 
     return lambda: make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
                                     column_defaults=[0.0] * 6, select_columns=NUMERIC,
-                                    label_name="fare_amount", header=False, num_epochs=num_epochs, seed=0)
+                                    label_name="fare_amount", header=False, num_epochs=num_epochs, seed=0,
+                                    num_parallel_reads=num_parallel_reads)
 
 
 def train_config(model_dir: str):
@@ -179,7 +192,7 @@ def train_config(model_dir: str):
                      save_summary_steps=10**9, log_step_count_steps=10**9)
 
 
-def _train_from_csv(pattern: str, batch_size: int, steps: int) -> float:
+def _train_from_csv(pattern: str, batch_size: int, steps: int) -> tuple[float, float]:
     import logging
 
     from _bench import SpanTimer
@@ -191,7 +204,7 @@ def _train_from_csv(pattern: str, batch_size: int, steps: int) -> float:
         timer = SpanTimer(WARM_STEPS, WARM_STEPS + steps)
         Estimator(taxi_mlp_fn, config=train_config(model_dir)).train(
             csv_input_fn(pattern, batch_size), hooks=[timer], max_steps=WARM_STEPS + steps)
-    return timer.seconds
+    return timer.seconds, timer.cpu_seconds
 
 
 def _in_memory_batches(pattern: str, batch_size: int, steps: int) -> tuple[dict, Any]:
@@ -230,7 +243,7 @@ def _hand_written_step():
     return model, opt, step
 
 
-def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -> float:
+def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -> tuple[float, float]:
     import jax
 
     features, labels = _in_memory_batches(pattern, batch_size, steps)
@@ -257,17 +270,18 @@ def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -
         return float(loss)  # waits for the device
 
     run(0, WARM_STEPS)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run(WARM_STEPS, steps)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-TRAIN_METHODS: dict[str, Callable[[str, int, int], float]] = {
+TRAIN_METHODS: dict[str, Callable[[str, int, int], tuple[float, float]]] = {
     "train_in_memory": _train_in_memory,
     "train_in_memory_scan": lambda pattern, batch, steps: _train_in_memory(pattern, batch, steps, SCAN),
     "train_from_csv": _train_from_csv,
 }
 METHODS = [*READ_METHODS, *TRAIN_METHODS]
+DEFAULT_METHODS = [m for m in METHODS if not m.startswith("pipeline_readers_")]
 
 
 def run_child(args: Sequence[str]) -> tuple[dict[str, Any], float, float]:
@@ -291,17 +305,15 @@ def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: in
     return result
 
 
-_IMPORTS = {"pipeline": "input_pipelines", "pipeline_key": "input_pipelines", "pipeline_header": "input_pipelines",
-            "pipeline_header_key": "input_pipelines", "pandas_chunks": "pandas", "pandas_header": "pandas",
-            "numpy_loadtxt": "numpy", "pyarrow_whole": "pyarrow.csv"}
+_IMPORTS = {"pipeline": "input_pipelines", "pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow.csv"}
 
 
 def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None:
     if method in TRAIN_METHODS:
-        seconds, cpu = TRAIN_METHODS[method](pattern, batch_size, train_steps), float("nan")
+        seconds, cpu = TRAIN_METHODS[method](pattern, batch_size, train_steps)
         rows = train_steps * batch_size
     else:
-        __import__(_IMPORTS[method])  # library import time is not part of the measurement
+        __import__(_IMPORTS[method.split("_")[0]])  # library import time is not part of the measurement
         start, cpu = time.perf_counter(), time.process_time()
         rows = READ_METHODS[method](pattern, batch_size)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -309,7 +321,7 @@ def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None
                       "rows_per_sec": rows / seconds}))
 
 
-def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str] = tuple(METHODS),
+def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str] = tuple(DEFAULT_METHODS),
                      train_steps: int = 2000, repeats: int = 1) -> list[dict[str, Any]]:
     """All methods over the same files, one child process each; the fastest of ``repeats`` rounds.
 
@@ -328,14 +340,52 @@ def format_table(results: list[dict[str, Any]], reference: str = "pandas_chunks"
     """A fixed-width table with rows/s relative to `reference` (training rows: to train_in_memory)."""
     refs = {kind: next((r["rows_per_sec"] for r in results if r["method"] == name), None)
             for kind, name in (("read", reference), ("train", "train_in_memory"))}
-    lines = [f"{'method':<22}{'rows':>10}{'seconds':>9}{'cpu s':>7}{'rows/s':>9}"
+    lines = [f"{'method':<22}{'rows':>10}{'seconds':>9}{'cpu s':>7}{'cpu s / M rows':>16}{'rows/s':>9}"
              f"{'vs ' + reference + ' / in-memory step':>36}{'peak RSS MB':>13}"]
     for r in results:
         ref = refs["train" if r["method"] in TRAIN_METHODS else "read"]
         rel = f"{r['rows_per_sec'] / ref:.2f}x" if ref else "-"
         lines.append(f"{r['method']:<22}{r['rows']:>10}{r['seconds']:>9.2f}{r['cpu_seconds']:>7.2f}"
+                     f"{r['cpu_seconds'] / r['rows'] * 1e6:>16.3f}"
                      f"{r['rows_per_sec'] / 1e6:>8.2f}M{rel:>36}{r['peak_rss_mb']:>13.0f}")
     return "\n".join(lines)
+
+
+RATIOS = (  # (what, numerator, denominator, measure, target)
+    ("pipeline CPU per row vs pyarrow whole-file read", "pipeline", "pyarrow_whole", "cpu", "<= 1.3"),
+    ("string key selected vs not: CPU per row", "pipeline_key", "pipeline", "cpu", "<= 1.5"),
+    ("string key selected vs not: rows/s", "pipeline_key", "pipeline", "speed", ">= 0.67"),
+    ("header shards, key not selected vs pipeline: CPU per row", "pipeline_header", "pipeline", "cpu", "~1"),
+    ("header shards, key selected vs not: CPU per row", "pipeline_header_key", "pipeline_header", "cpu", "<= 1.5"),
+    ("train_from_csv vs train_in_memory_scan: examples/s", "train_from_csv", "train_in_memory_scan", "speed",
+     ">= 0.95"),
+    ("train_from_csv vs train_in_memory (per-step loop): examples/s", "train_from_csv", "train_in_memory",
+     "speed", ""),
+)
+
+
+def format_ratios(results: list[dict[str, Any]]) -> str:
+    """The issue's ratios between methods of the same run (those whose two methods ran)."""
+    by = {r["method"]: r for r in results}
+    lines = []
+    for what, a, b, measure, target in RATIOS:
+        if a in by and b in by:
+            if measure == "cpu":
+                value = (by[a]["cpu_seconds"] / by[a]["rows"]) / (by[b]["cpu_seconds"] / by[b]["rows"])
+            else:
+                value = by[a]["rows_per_sec"] / by[b]["rows_per_sec"]
+            lines.append(f"{what:<64}{value:>6.2f}x" + (f"   (target {target})" if target else ""))
+    readers = [by[f"pipeline_readers_{n}"] for n in READERS if f"pipeline_readers_{n}" in by]
+    if readers:
+        base = readers[0]["rows_per_sec"]
+        curve = ", ".join(f"{r['method'].rsplit('_', 1)[1]}: {r['rows_per_sec'] / 1e6:.2f}M ({r['rows_per_sec'] / base:.2f}x)"
+                          for r in readers)
+        lines.append(f"reader scaling, rows/s by num_parallel_reads ({os.cpu_count()} cores): {curve}")
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -347,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--train-steps", type=int, default=2000, help="timed steps of each training method")
     p.add_argument("--repeats", type=int, default=3, help="rounds over all methods; the table keeps each one's best")
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS)
+    p.add_argument("--readers", nargs="+", type=int, default=[], choices=READERS,
+                   help="also run the pipeline alone with these num_parallel_reads (reader scaling)")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--pattern", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -362,8 +414,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = sum(os.path.getsize(f) for f in glob.glob(pattern))
         print(f"{a.rows} rows in {a.shards} shards ({size / 1e6:.0f} MB), ready in "
               f"{time.perf_counter() - start:.1f}s: {pattern}")
-        results = input_benchmarks(pattern, a.batch_size, a.methods, a.train_steps, a.repeats)
+        methods = [*a.methods, *(f"pipeline_readers_{n}" for n in a.readers)]
+        print(f"before: {_load()}")
+        results = input_benchmarks(pattern, a.batch_size, methods, a.train_steps, a.repeats)
         print(format_table(results))
+        print(format_ratios(results))
+        print(f"after: {_load()}")
 
 
 if __name__ == "__main__":

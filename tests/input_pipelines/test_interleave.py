@@ -47,3 +47,21 @@ def test_block_length_takes_that_many_rows_per_turn_and_resumes(assert_resumes):
     assert sorted(out) == [*range(10), *range(100, 120)]
     ds = _names(7).interleave(_reader, cycle_length=3, num_parallel=2, block_length=3).batch(4)
     assert_resumes(ds, [0, 1, 2, 7, 15, 30, 69])
+
+
+def _identity(chunk):
+    return chunk
+
+
+@pytest.mark.parametrize("block", [None, 1, 3, 7])
+def test_shuffle_windows_pulled_in_bulk_equal_item_by_item_and_resume(block, assert_resumes):
+    # shuffle takes its windows from interleave in one call per window; behind a map it takes
+    # them item by item: the same windows, hence the same rows in the same order
+    def pipeline(between):
+        ds = _names(6).interleave(_reader, cycle_length=4, num_parallel=0, block_length=block)
+        return between(ds).shuffle(16, seed=3).repeat(2).batch(5)
+
+    bulk = [b["v"].tolist() for b in pipeline(lambda ds: ds)]
+    single = [b["v"].tolist() for b in pipeline(lambda ds: ds.map(_identity))]
+    assert bulk == single
+    assert_resumes(pipeline(lambda ds: ds), [0, 1, 3, 10, 17, 25, 40])
