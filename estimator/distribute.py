@@ -41,8 +41,14 @@ def local_mesh() -> Mesh:
 
     For work each process does alone on its share of the input, in step with no
     other process: evaluation (metric states are combined at the end) and prediction.
+    On CPU with several processes it holds one device: XLA's CPU collectives go through
+    gloo even between a process's own devices, and such a local reduction was seen to hang
+    while another process waited in a job-wide gather.
     """
-    return data_mesh(jax.local_devices())
+    devices = jax.local_devices()
+    if jax.process_count() > 1 and devices[0].platform == "cpu":
+        devices = devices[:1]
+    return data_mesh(devices)
 
 
 def _is_local(mesh: Mesh) -> bool:
