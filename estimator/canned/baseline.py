@@ -11,7 +11,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from estimator import nn
 from estimator.canned._canned import CannedEstimator, classification_head, regression_head
@@ -30,21 +29,18 @@ class BaselineEstimator(CannedEstimator):
     def __init__(self, head: Head, model_dir: str | None = None, optimizer: Any = "Ftrl",
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        self._optimizer_spec = (optimizer, learning_rate)
-        get_optimizer(optimizer, learning_rate, LEARNING_RATE)
-        super().__init__(head, [], model_dir, config, warm_start_from)
 
-    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
-        leaves = [x for x in jax.tree.leaves(features) if jnp.ndim(x) > 0]
-        if not leaves:
-            raise ValueError("Baseline estimators need at least one batched feature to know the batch size.")
-        with nn.scope("baseline"):
-            bias = nn.get_parameter("bias", (self._head.logits_dimension,), init=jax.nn.initializers.zeros)
-        return jnp.broadcast_to(bias, (jnp.shape(leaves[0])[0], self._head.logits_dimension))
+        def logits_fn(features: dict[str, Any], mode: str) -> jax.Array:
+            leaves = [x for x in jax.tree.leaves(features) if jnp.ndim(x) > 0]
+            if not leaves:
+                raise ValueError("Baseline estimators need at least one batched feature to know the batch size.")
+            with nn.scope("baseline"):
+                bias = nn.get_parameter("bias", (head.logits_dimension,), init=jax.nn.initializers.zeros)
+            return jnp.broadcast_to(bias, (jnp.shape(leaves[0])[0], head.logits_dimension))
 
-    def _train_optimizer(self) -> optax.GradientTransformation:
-        optimizer, learning_rate = self._optimizer_spec
-        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        super().__init__(head=head, feature_columns=[], logits_fn=logits_fn,
+                         optimizer=get_optimizer(optimizer, learning_rate, LEARNING_RATE), model_dir=model_dir,
+                         config=config, warm_start_from=warm_start_from)
 
 
 class BaselineRegressor(BaselineEstimator):
