@@ -29,6 +29,12 @@ class Preprocessing(Protocol):
     and return what the devices see; ``predictions(batch)`` gets a dict of numpy
     prediction arrays and returns what ``predict`` yields; ``to_json()`` is the
     JSON-able description an export stores (``{}`` when serving needs nothing).
+
+    The model server re-runs only what that JSON describes in its own terms: a
+    ``feature_columns`` config (as ``FeatureColumnPreprocessing`` writes it), and
+    ``class_names`` to turn ``class_ids`` into ``classes``. Other host code in
+    ``features`` is not served: express it as feature columns, or as a device-side
+    ``ServingInput.transform`` / in ``model_fn``, so serving sees what training saw.
     """
 
     def features(self, batch: Any) -> Any:

@@ -50,8 +50,9 @@ class BaselineRegressor(BaselineEstimator):
                  optimizer: Any = "Ftrl", config: RunConfig | None = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), model_dir, optimizer,
-                         config, warm_start_from, learning_rate)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         model_dir=model_dir, optimizer=optimizer, config=config, warm_start_from=warm_start_from,
+                         learning_rate=learning_rate)
 
 
 class BaselineClassifier(BaselineEstimator):
@@ -61,5 +62,6 @@ class BaselineClassifier(BaselineEstimator):
                  label_vocabulary: Any = None, optimizer: Any = "Ftrl", config: RunConfig | None = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         model_dir, optimizer, config, warm_start_from, learning_rate)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         model_dir=model_dir, optimizer=optimizer, config=config, warm_start_from=warm_start_from,
+                         learning_rate=learning_rate)

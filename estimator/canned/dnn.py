@@ -101,9 +101,11 @@ class DNNRegressor(DNNEstimator):
                  dropout: float | None = None, config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), hidden_units,
-                         feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         hidden_units=hidden_units, feature_columns=feature_columns, model_dir=model_dir,
+                         optimizer=optimizer, activation_fn=activation_fn, dropout=dropout, config=config,
+                         warm_start_from=warm_start_from, batch_norm=batch_norm, learning_rate=learning_rate,
+                         feature_engineering_fn=feature_engineering_fn)
 
 
 class DNNClassifier(DNNEstimator):
@@ -116,6 +118,8 @@ class DNNClassifier(DNNEstimator):
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         hidden_units=hidden_units, feature_columns=feature_columns, model_dir=model_dir,
+                         optimizer=optimizer, activation_fn=activation_fn, dropout=dropout, config=config,
+                         warm_start_from=warm_start_from, batch_norm=batch_norm, learning_rate=learning_rate,
+                         feature_engineering_fn=feature_engineering_fn)

@@ -78,9 +78,10 @@ class LinearRegressor(LinearEstimator):
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), feature_columns,
-                         model_dir, optimizer, config, warm_start_from, sparse_combiner, learning_rate,
-                         feature_engineering_fn)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         feature_columns=feature_columns, model_dir=model_dir, optimizer=optimizer, config=config,
+                         warm_start_from=warm_start_from, sparse_combiner=sparse_combiner,
+                         learning_rate=learning_rate, feature_engineering_fn=feature_engineering_fn)
 
 
 class LinearClassifier(LinearEstimator):
@@ -91,6 +92,7 @@ class LinearClassifier(LinearEstimator):
                  optimizer: Any = "Ftrl", config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner,
-                         learning_rate, feature_engineering_fn)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         feature_columns=feature_columns, model_dir=model_dir, optimizer=optimizer, config=config,
+                         warm_start_from=warm_start_from, sparse_combiner=sparse_combiner,
+                         learning_rate=learning_rate, feature_engineering_fn=feature_engineering_fn)
