@@ -21,13 +21,37 @@ REPLACEMENTS = {
 }
 
 
-def overridden(cls: type, base: type) -> frozenset[str]:
-    """The deprecated hooks ``cls`` overrides (relative to ``base``), after warning about each."""
-    names = frozenset(n for n in REPLACEMENTS if getattr(cls, n) is not getattr(base, n))
+class DeprecatedHooks:
+    """The old private hooks with their default behaviour; ``Estimator`` inherits them for one release."""
+
+    def _host_preprocess(self, features: Any) -> Any:
+        """Deprecated: ``preprocessing.features``."""
+        return self._given_preprocessing.features(features)
+
+    def _host_preprocess_labels(self, labels: Any) -> Any:
+        """Deprecated: ``preprocessing.labels``."""
+        return self._given_preprocessing.labels(labels)
+
+    def _export_preprocessing(self) -> dict[str, Any]:
+        """Deprecated: ``preprocessing.to_json()``."""
+        return self._given_preprocessing.to_json()
+
+    def _predict_apply(self, params: Any, model_state: Any, features: Any) -> Any:
+        """Deprecated: ``servable().predict_fn``."""
+        return self._model_predict_fn()(params, model_state, features)
+
+    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]:
+        """Deprecated: ``servable(checkpoint_path)``'s params, model_state and global_step."""
+        return self._read_variables(checkpoint_path)
+
+
+def overridden(cls: type) -> frozenset[str]:
+    """The deprecated hooks ``cls`` overrides, after warning about each."""
+    names = frozenset(n for n in REPLACEMENTS if getattr(cls, n) is not getattr(DeprecatedHooks, n))
     for name in sorted(names):
         warnings.warn(
             f"{cls.__qualname__}.{name} overrides a private Estimator hook, deprecated and removed in the next "
-            f"release: use {REPLACEMENTS[name]} instead.", DeprecationWarning, stacklevel=4)
+            f"release: use {REPLACEMENTS[name]} instead.", DeprecationWarning, stacklevel=3)
     return names
 
 

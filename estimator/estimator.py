@@ -98,7 +98,7 @@ class _TraceRecord:
         self.metrics: dict[str, Any] = {}
 
 
-class Estimator:
+class Estimator(_legacy_hooks.DeprecatedHooks):
     """Trains, evaluates, predicts with and exports a model given by ``model_fn``.
 
     Args:
@@ -149,7 +149,7 @@ class Estimator:
         self._model_fn_args = _accepted_args(model_fn)
         self._warm_start_from = warm_start_from
         self._given_preprocessing = check_preprocessing(preprocessing)
-        self._legacy = _legacy_hooks.overridden(type(self), Estimator)
+        self._legacy = _legacy_hooks.overridden(type(self))
         self._preprocessing = (_legacy_hooks.LegacyPreprocessing(self, self._given_preprocessing, self._legacy)
                                if self._legacy else self._given_preprocessing)
         self._mesh = distribute.data_mesh()
@@ -188,19 +188,6 @@ class Estimator:
     def eval_dir(self, name: str | None = None) -> str:
         """The event-file directory of evaluation ``name`` (``eval`` or ``eval_<name>``)."""
         return os.path.join(self._model_dir, f"eval_{name}" if name else "eval")
-
-    # ------------------------------------------------------------------ deprecated hooks (see _legacy_hooks)
-    def _host_preprocess(self, features: Any) -> Any:
-        """Deprecated: ``preprocessing.features``."""
-        return self._given_preprocessing.features(features)
-
-    def _host_preprocess_labels(self, labels: Any) -> Any:
-        """Deprecated: ``preprocessing.labels``."""
-        return self._given_preprocessing.labels(labels)
-
-    def _export_preprocessing(self) -> dict[str, Any]:
-        """Deprecated: ``preprocessing.to_json()``."""
-        return self._given_preprocessing.to_json()
 
     # ------------------------------------------------------------------ model_fn plumbing
     def _call_model_fn(self, features: Any, labels: Any, mode: str) -> EstimatorSpec:
@@ -617,14 +604,6 @@ class Estimator:
             return spec.predictions
 
         return predict_fn
-
-    def _predict_apply(self, params: Any, model_state: Any, features: Any) -> Any:
-        """Deprecated: ``servable().predict_fn``."""
-        return self._model_predict_fn()(params, model_state, features)
-
-    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]:
-        """Deprecated: ``servable(checkpoint_path)``'s params, model_state and global_step."""
-        return self._read_variables(checkpoint_path)
 
     def _checkpoint_variables(self, checkpoint_path: str | None) -> tuple[Any, Any, int]:
         """``(params, model_state, global_step)`` of the latest (or given) checkpoint."""

@@ -106,7 +106,7 @@ def test_canned_estimators_use_only_the_public_contract(cls):
     assert cls.model_fn is Estimator.model_fn  # the model_fn is passed to Estimator.__init__
     for hook in ("_host_preprocess", "_host_preprocess_labels", "_export_preprocessing", "_predict_apply",
                  "_restore_params"):
-        assert getattr(cls, hook) is getattr(Estimator, hook), hook
+        assert hook not in vars(cls) and getattr(cls, hook) is getattr(Estimator, hook), hook
 
 
 def test_canned_classifier_preprocessing_maps_label_strings_and_yields_classes(tmp_path):
