@@ -19,14 +19,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from estimator import _eval_results, distribute, nn
+from estimator import _eval_results, _legacy_hooks, distribute, nn
 from estimator._prefetch import Prefetcher
 from estimator.checkpoint import (
     CheckpointCorruptError,
@@ -37,10 +37,14 @@ from estimator.checkpoint import (
 from estimator.eval_history import write_eval_result
 from estimator.hooks import Hook, NanLossDuringTrainingError, NanLossHook, RunContext, RunValues
 from estimator.model_dir_lock import ModelDirLock, ModelDirLockError
+from estimator.preprocessing import Preprocessing, check_preprocessing
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
 from estimator.warm_start import warm_start_values
+
+if TYPE_CHECKING:
+    from estimator.export import Servable
 
 log = logging.getLogger("estimator")
 
@@ -94,7 +98,7 @@ class _TraceRecord:
         self.metrics: dict[str, Any] = {}
 
 
-class Estimator:
+class Estimator(_legacy_hooks.DeprecatedHooks):
     """Trains, evaluates, predicts with and exports a model given by ``model_fn``.
 
     Args:
@@ -106,6 +110,9 @@ class Estimator:
       params: hyper-parameters passed to ``model_fn`` and ``input_fn``.
       warm_start_from: a checkpoint path, a ``WarmStartSettings``, or a mapping
         variable name -> array; applied whenever fresh parameters are initialised.
+      preprocessing: an ``estimator.preprocessing.Preprocessing``: host-side
+        ``features`` / ``labels`` transforms of every batch, ``predictions`` of every
+        batch ``predict`` yields, and ``to_json`` for exports; the identity if None.
     """
 
     def __init__(
@@ -115,6 +122,7 @@ class Estimator:
         config: RunConfig | None = None,
         params: Mapping[str, Any] | None = None,
         warm_start_from: Any = None,
+        preprocessing: Preprocessing | None = None,
     ):
         if model_fn is None:
             if type(self).model_fn is Estimator.model_fn:
@@ -140,6 +148,10 @@ class Estimator:
         self._model_fn = model_fn
         self._model_fn_args = _accepted_args(model_fn)
         self._warm_start_from = warm_start_from
+        self._given_preprocessing = check_preprocessing(preprocessing)
+        self._legacy = _legacy_hooks.overridden(type(self))
+        self._preprocessing = (_legacy_hooks.LegacyPreprocessing(self, self._given_preprocessing, self._legacy)
+                               if self._legacy else self._given_preprocessing)
         self._mesh = distribute.data_mesh()
         self._local_mesh = distribute.local_mesh()  # evaluate / predict: every process on its own share
         self._records = {mode: _TraceRecord() for mode in ModeKeys.ALL}
@@ -168,22 +180,14 @@ class Estimator:
         """A copy of the hyper-parameters given to ``model_fn``."""
         return dict(self._params)
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The host-side ``Preprocessing`` of features, labels and predictions."""
+        return self._preprocessing
+
     def eval_dir(self, name: str | None = None) -> str:
         """The event-file directory of evaluation ``name`` (``eval`` or ``eval_<name>``)."""
         return os.path.join(self._model_dir, f"eval_{name}" if name else "eval")
-
-    # ------------------------------------------------------------------ hooks for subclasses
-    def _host_preprocess(self, features: Any) -> Any:
-        """Host-side numpy transform of every batch before it reaches the devices (identity here)."""
-        return features
-
-    def _host_preprocess_labels(self, labels: Any) -> Any:
-        """Host-side numpy transform of every batch's labels (identity here; e.g. label vocabularies)."""
-        return labels
-
-    def _export_preprocessing(self) -> dict[str, Any]:
-        """JSON description of ``_host_preprocess`` for exports (nothing here)."""
-        return {}
 
     # ------------------------------------------------------------------ model_fn plumbing
     def _call_model_fn(self, features: Any, labels: Any, mode: str) -> EstimatorSpec:
@@ -261,10 +265,10 @@ class Estimator:
     def _prefetcher(self, iterator: Iterator, mode: str, group_size: int = 1,
                     max_batches: int | None = None, mesh: Any = None) -> Prefetcher:
         def features(batch):
-            return _device_ready(self._host_preprocess(batch), mode, "feature")
+            return _device_ready(self._preprocessing.features(batch), mode, "feature")
 
         def labels(batch):
-            return _device_ready(self._host_preprocess_labels(batch), mode, "label")
+            return _device_ready(self._preprocessing.labels(batch), mode, "label")
 
         return Prefetcher(iterator, self._mesh if mesh is None else mesh, features, labels, group_size,
                           max_batches, self._config.prefetch_batches)
@@ -588,13 +592,26 @@ class Estimator:
                         eval_dir, error)
 
     # ------------------------------------------------------------------ predict
-    def _predict_apply(self, params: Any, model_state: Any, features: Any) -> Any:
-        """Pure PREDICT computation: ``(params, model_state, features) -> predictions``."""
-        spec, _ = self._transformed(ModeKeys.PREDICT).apply(params, model_state, None, features, None)
-        return spec.predictions
+    def _predict_fn(self) -> Callable[[Any, Any, Any], Any]:
+        """The pure PREDICT computation ``(params, model_state, features) -> predictions``."""
+        return self._predict_apply if "_predict_apply" in self._legacy else self._model_predict_fn()
 
-    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]:
+    def _model_predict_fn(self) -> Callable[[Any, Any, Any], Any]:
+        transformed = self._transformed(ModeKeys.PREDICT)
+
+        def predict_fn(params: Any, model_state: Any, features: Any) -> Any:
+            spec, _ = transformed.apply(params, model_state, None, features, None)
+            return spec.predictions
+
+        return predict_fn
+
+    def _checkpoint_variables(self, checkpoint_path: str | None) -> tuple[Any, Any, int]:
         """``(params, model_state, global_step)`` of the latest (or given) checkpoint."""
+        if "_restore_params" in self._legacy:
+            return self._restore_params(checkpoint_path)
+        return self._read_variables(checkpoint_path)
+
+    def _read_variables(self, checkpoint_path: str | None) -> tuple[Any, Any, int]:
         found = self._read_checkpoint(checkpoint_path)
         if found is None:
             raise EstimatorError(f"No checkpoint in {self._model_dir} to export or serve; train first.")
@@ -611,10 +628,12 @@ class Estimator:
     ) -> Iterator[Any]:
         """Yields predictions per example (or per batch) for every batch of ``input_fn``.
 
-        ``input_fn`` may yield features alone or ``(features, labels)``.
+        ``input_fn`` may yield features alone or ``(features, labels)``. Each batch of
+        predictions passes through ``preprocessing.predictions`` on the host (e.g. a
+        classifier's ``classes`` strings) before ``predict_keys`` selects from it.
         """
         if "predict" not in self._cache:
-            self._cache["predict"] = self._jit(self._predict_apply)
+            self._cache["predict"] = self._jit(self._predict_fn())
         predict_fn = self._cache["predict"]
         prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.PREDICT), ModeKeys.PREDICT,
                                       mesh=self._local_mesh)
@@ -628,7 +647,7 @@ class Estimator:
                 hook.begin(context, step)
             for group in itertools.chain([first] if first else [], prefetcher):
                 predictions = jax.device_get(predict_fn(params, model_state, group.features))
-                predictions = self._select_keys(predictions, predict_keys)
+                predictions = self._select_keys(self._preprocessing.predictions(predictions), predict_keys)
                 if yield_single_examples:
                     yield from _examples(predictions)
                 else:
@@ -652,6 +671,19 @@ class Estimator:
         return {k: predictions[k] for k in predict_keys}
 
     # ------------------------------------------------------------------ export
+    def servable(self, checkpoint_path: str | None = None) -> Servable:
+        """What an export holds: the PREDICT function and the latest (or given) checkpoint's arrays.
+
+        Returns an ``estimator.export.Servable``: ``predict_fn(params, model_state,
+        features)``, ``params``, ``model_state``, ``preprocessing`` (the JSON of
+        ``preprocessing.to_json()``) and ``global_step``. Raises ``EstimatorError``
+        when there is no checkpoint.
+        """
+        from estimator.export import Servable
+
+        params, model_state, global_step = self._checkpoint_variables(checkpoint_path)
+        return Servable(self._predict_fn(), params, model_state, self._preprocessing.to_json(), global_step)
+
     def export_saved_model(
         self, export_dir_base: str, serving_input: Any, checkpoint_path: str | None = None, as_text: bool = False
     ) -> str:
@@ -662,9 +694,8 @@ class Estimator:
         """
         from estimator import export
 
-        return export.export_saved_model(
-            self, export_dir_base, serving_input, checkpoint_path=checkpoint_path, as_text=as_text
-        )
+        return export.export_saved_model(self.servable(checkpoint_path), export_dir_base, serving_input,
+                                         as_text=as_text)
 
 
 def _device_ready(tree: Any, mode: str, what: str) -> Any:

@@ -15,8 +15,12 @@ timestamp, unique and increasing; the directory appears atomically, complete)::
 
 ``load(path)`` returns a :class:`Predictor`; it needs neither the model code nor pickle.
 
-What is exported is any object with the Estimator's export hooks (see :class:`Exportable`):
-an ``Estimator``, or :class:`ExportableFunction` wrapping a pure function and its arrays.
+What is exported is a :class:`Servable`: a pure predict function, its arrays and the
+preprocessing JSON (``Estimator.servable()`` returns one; build one directly to export
+any JAX function), or any object with a ``servable(checkpoint_path)`` method.
+
+The model server (``estimator.serving``) reads exports through this module's public names
+only: ``load`` / ``Predictor``, ``export_incomplete_reason``, ``rest_columns``, ``is_b64``.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import io
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +40,7 @@ import numpy as np
 from jax import export as jax_export
 
 from estimator._export_dir import FORMAT, FORMAT_VERSION, SIGNATURE_FILE, atomic_export_dir
+from estimator._export_dir import incomplete_reason as export_incomplete_reason
 from estimator._predictor import (
     STRING,
     ExportError,
@@ -42,8 +48,10 @@ from estimator._predictor import (
     Predictor,
     PredictorInputError,
     host_transform,
+    is_b64,
     load,
 )
+from estimator._predictor import gather_columns as rest_columns
 
 __all__ = [
     "DEFAULT_PLATFORMS",
@@ -55,9 +63,13 @@ __all__ = [
     "ExportableFunction",
     "Predictor",
     "PredictorInputError",
+    "Servable",
     "ServingInput",
+    "export_incomplete_reason",
     "export_saved_model",
+    "is_b64",
     "load",
+    "rest_columns",
 ]
 
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
@@ -81,44 +93,58 @@ class ServingInput(NamedTuple):
     transform: Callable[[dict[str, jax.Array]], Mapping[str, jax.Array]] | None = None
 
 
-class Exportable(Protocol):
-    """The hooks ``export_saved_model`` calls (an ``Estimator`` provides them)."""
+class Servable(NamedTuple):
+    """Everything an export holds: a pure predict function, its arrays, the host-side JSON.
 
-    def _predict_apply(self, params: Any, model_state: Any, features: dict) -> Any: ...
-
-    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]: ...
-
-    def _export_preprocessing(self) -> dict: ...
-
-
-class ExportableFunction:
-    """Adapts a pure ``predict_fn(params, model_state, features) -> dict`` to :class:`Exportable`.
-
-    Lets any JAX function with explicit arrays be exported and served, without an Estimator.
+    Attributes:
+      predict_fn: jax-traceable ``(params, model_state, features) -> predictions`` (a dict
+        of batch-major arrays, or one array, served as ``output``).
+      params: the parameter pytree.
+      model_state: the non-trained state pytree (batch-norm statistics); None for none.
+      preprocessing: JSON-able host-side description (``Preprocessing.to_json()``) the
+        loader re-runs on raw features; None or ``{}`` for none.
+      global_step: the training step the arrays come from (the export's signature records it).
     """
 
-    def __init__(
-        self,
-        predict_fn: Callable[[Any, Any, dict], Any],
-        params: Any,
-        model_state: Any = None,
-        preprocessing: Mapping[str, Any] | None = None,
-        global_step: int = 0,
-    ):
-        self.predict_fn = predict_fn
-        self.params = params
-        self.model_state = {} if model_state is None else model_state
-        self.preprocessing = dict(preprocessing or {})
-        self.global_step = global_step
+    predict_fn: Callable[[Any, Any, dict], Any]
+    params: Any
+    model_state: Any = None
+    preprocessing: Mapping[str, Any] | None = None
+    global_step: int = 0
 
-    def _predict_apply(self, params: Any, model_state: Any, features: dict) -> Any:
-        return self.predict_fn(params, model_state, features)
+    def servable(self, checkpoint_path: str | None = None) -> Servable:
+        """Itself (a Servable holds one set of arrays, so ``checkpoint_path`` must be None)."""
+        if checkpoint_path is not None:
+            raise ExportError(f"checkpoint_path={checkpoint_path!r} was given for a Servable, which holds its "
+                              "arrays already; export the Estimator, or call est.servable(checkpoint_path).")
+        return self
 
-    def _restore_params(self, checkpoint_path: str | None = None) -> tuple[Any, Any, int]:
-        return self.params, self.model_state, self.global_step
 
-    def _export_preprocessing(self) -> dict:
-        return self.preprocessing
+ExportableFunction = Servable  # the name of one release before; same fields in the same order
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """What ``export_saved_model`` takes: an ``Estimator``, a :class:`Servable`, anything with ``servable()``."""
+
+    def servable(self, checkpoint_path: str | None = None) -> Servable:
+        """The predict function and arrays of the latest (or given) checkpoint."""
+        ...
+
+
+def _servable_of(exportable: Any, checkpoint_path: str | None) -> Servable:
+    """The Servable of ``exportable``; an object with only the old private hooks still works (deprecated)."""
+    if hasattr(exportable, "servable"):
+        return exportable.servable(checkpoint_path)
+    if hasattr(exportable, "_restore_params") and hasattr(exportable, "_predict_apply"):
+        warnings.warn(f"Exporting {type(exportable).__name__} through _restore_params/_predict_apply is deprecated "
+                      "and removed in the next release: give it a servable(checkpoint_path) method returning "
+                      "estimator.export.Servable.", DeprecationWarning, stacklevel=3)
+        params, model_state, step = exportable._restore_params(checkpoint_path)
+        preprocessing = getattr(exportable, "_export_preprocessing", dict)()
+        return Servable(exportable._predict_apply, params, model_state, preprocessing, step)
+    raise ExportError(f"Cannot export {type(exportable).__name__}: give an Estimator, an "
+                      "estimator.export.Servable, or an object with a servable(checkpoint_path) method.")
 
 
 def _normalize_serving_input(serving_input: Any) -> ServingInput:
@@ -213,7 +239,7 @@ def export_saved_model(
     """Exports ``estimator``'s PREDICT computation for serving; returns the new version's path.
 
     Args:
-      estimator: an ``Estimator`` (or any :class:`Exportable`).
+      estimator: an ``Estimator``, a :class:`Servable`, or anything with ``servable(checkpoint_path)``.
       export_dir_base: parent directory; the export goes to ``export_dir_base/<version>``.
       serving_input: what clients send: a dict name -> dtype or (dtype, shape) (``"string"``
         allowed: strings go through the host-side preprocessing only), a
@@ -224,12 +250,13 @@ def export_saved_model(
       platforms: platforms the computation is lowered for, all in one artifact.
     """
     serving = _normalize_serving_input(serving_input)
-    params, model_state, global_step = estimator._restore_params(checkpoint_path)
-    preprocessing = getattr(estimator, "_export_preprocessing", dict)() or {}
+    servable = _servable_of(estimator, checkpoint_path)
+    params, model_state, global_step = servable.params, servable.model_state, servable.global_step
+    preprocessing = dict(servable.preprocessing or {})
     try:
         preprocessing_json = json.dumps(preprocessing, indent=1, sort_keys=True)
     except TypeError as e:
-        raise ExportError(f"_export_preprocessing() must return JSON-able data: {e}") from e
+        raise ExportError(f"The preprocessing JSON (Preprocessing.to_json()) must be JSON-able data: {e}") from e
     (batch,) = jax_export.symbolic_shape("batch")
     transform_exp = _export_transform(serving.transform, serving.features, batch) if serving.transform else None
     model_inputs = _model_inputs(serving, transform_exp, preprocessing)
@@ -241,7 +268,7 @@ def export_saved_model(
 
     def serve(var_leaves: list, features: dict) -> dict:
         v = jax.tree_util.tree_unflatten(treedef, var_leaves)
-        return _as_dict(estimator._predict_apply(v["params"], v["model_state"], features))
+        return _as_dict(servable.predict_fn(v["params"], v["model_state"], features))
 
     leaf_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in leaves]
     try:

@@ -33,6 +33,7 @@ import optax
 from estimator import Estimator, EstimatorSpec, ModeKeys, RunConfig, metrics, nn
 from estimator import feature_column as fc
 from estimator.config import bounded
+from estimator.preprocessing import FeatureColumnPreprocessing
 
 COURSE_COLUMNS = ["fare_amount", "pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers", "key"]
 COURSE_DEFAULTS = [0.0, -74.0, 40.0, -74.0, 40.7, 1.0, "nokey"]
@@ -161,6 +162,9 @@ def _loss(error: jax.Array, huber_delta: float | None) -> jax.Array:
 class TaxiFareEstimator(Estimator):
     """Wide-and-deep (or DNN) fare regressor over the course's taxi features.
 
+    A subclass through public hooks only: it overrides ``model_fn`` and passes the
+    columns' host side as ``preprocessing=FeatureColumnPreprocessing(columns)``.
+
     Args:
       params: a ``ModelParams``.
       with_time: whether the data has dayofweek / hourofday (the feateng set).
@@ -172,14 +176,8 @@ class TaxiFareEstimator(Estimator):
                  warm_start_from: Any = None):
         self.model_params = params
         self.wide_columns, self.deep_columns = feature_columns(params, with_time)
-        self._host_transform = fc.HostTransform(self.wide_columns + self.deep_columns)
-        super().__init__(config=config, params=dataclasses.asdict(params), warm_start_from=warm_start_from)
-
-    def _host_preprocess(self, features: Any) -> Any:
-        return self._host_transform(features)
-
-    def _export_preprocessing(self) -> dict[str, Any]:
-        return fc.preprocessing_config(self.wide_columns + self.deep_columns)
+        super().__init__(config=config, params=dataclasses.asdict(params), warm_start_from=warm_start_from,
+                         preprocessing=FeatureColumnPreprocessing(self.wide_columns + self.deep_columns))
 
     def model_fn(self, features, labels, mode, params):
         """Predicts the fare (USD); squared-error loss; RMSE and MAE as eval metrics."""

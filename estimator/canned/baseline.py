@@ -11,7 +11,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from estimator import nn
 from estimator.canned._canned import CannedEstimator, classification_head, regression_head
@@ -30,21 +29,18 @@ class BaselineEstimator(CannedEstimator):
     def __init__(self, head: Head, model_dir: str | None = None, optimizer: Any = "Ftrl",
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        self._optimizer_spec = (optimizer, learning_rate)
-        get_optimizer(optimizer, learning_rate, LEARNING_RATE)
-        super().__init__(head, [], model_dir, config, warm_start_from)
 
-    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
-        leaves = [x for x in jax.tree.leaves(features) if jnp.ndim(x) > 0]
-        if not leaves:
-            raise ValueError("Baseline estimators need at least one batched feature to know the batch size.")
-        with nn.scope("baseline"):
-            bias = nn.get_parameter("bias", (self._head.logits_dimension,), init=jax.nn.initializers.zeros)
-        return jnp.broadcast_to(bias, (jnp.shape(leaves[0])[0], self._head.logits_dimension))
+        def logits_fn(features: dict[str, Any], mode: str) -> jax.Array:
+            leaves = [x for x in jax.tree.leaves(features) if jnp.ndim(x) > 0]
+            if not leaves:
+                raise ValueError("Baseline estimators need at least one batched feature to know the batch size.")
+            with nn.scope("baseline"):
+                bias = nn.get_parameter("bias", (head.logits_dimension,), init=jax.nn.initializers.zeros)
+            return jnp.broadcast_to(bias, (jnp.shape(leaves[0])[0], head.logits_dimension))
 
-    def _train_optimizer(self) -> optax.GradientTransformation:
-        optimizer, learning_rate = self._optimizer_spec
-        return get_optimizer(optimizer, learning_rate, LEARNING_RATE)
+        super().__init__(head=head, feature_columns=[], logits_fn=logits_fn,
+                         optimizer=get_optimizer(optimizer, learning_rate, LEARNING_RATE), model_dir=model_dir,
+                         config=config, warm_start_from=warm_start_from)
 
 
 class BaselineRegressor(BaselineEstimator):
@@ -54,8 +50,9 @@ class BaselineRegressor(BaselineEstimator):
                  optimizer: Any = "Ftrl", config: RunConfig | None = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), model_dir, optimizer,
-                         config, warm_start_from, learning_rate)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         model_dir=model_dir, optimizer=optimizer, config=config, warm_start_from=warm_start_from,
+                         learning_rate=learning_rate)
 
 
 class BaselineClassifier(BaselineEstimator):
@@ -65,5 +62,6 @@ class BaselineClassifier(BaselineEstimator):
                  label_vocabulary: Any = None, optimizer: Any = "Ftrl", config: RunConfig | None = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, warm_start_from: Any = None,
                  learning_rate: float | None = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         model_dir, optimizer, config, warm_start_from, learning_rate)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         model_dir=model_dir, optimizer=optimizer, config=config, warm_start_from=warm_start_from,
+                         learning_rate=learning_rate)

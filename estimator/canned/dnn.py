@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
-import optax
 
 from estimator import feature_column as fc
 from estimator import nn
@@ -82,20 +81,15 @@ class DNNEstimator(CannedEstimator):
         columns = list(feature_columns)
         if not columns:
             raise fc.FeatureColumnError("DNNEstimator needs at least one feature column.")
-        self._columns = columns
-        self._hidden_units = _check_hidden_units(hidden_units, dropout)
-        self._activation_fn, self._dropout, self._batch_norm = activation_fn, dropout, bool(batch_norm)
-        self._optimizer_spec = (optimizer, learning_rate)
-        get_optimizer(optimizer, learning_rate)  # fail early on a bad name
-        super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
+        units = _check_hidden_units(hidden_units, dropout)
 
-    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
-        return dnn_logits(features, self._columns, self._hidden_units, self._head.logits_dimension,
-                          self._activation_fn, self._dropout, self._batch_norm, mode == ModeKeys.TRAIN)
+        def logits_fn(features: dict[str, Any], mode: str) -> jax.Array:
+            return dnn_logits(features, columns, units, head.logits_dimension, activation_fn, dropout,
+                              bool(batch_norm), mode == ModeKeys.TRAIN)
 
-    def _train_optimizer(self) -> optax.GradientTransformation:
-        optimizer, learning_rate = self._optimizer_spec
-        return get_optimizer(optimizer, learning_rate)
+        super().__init__(head=head, feature_columns=columns, logits_fn=logits_fn,
+                         optimizer=get_optimizer(optimizer, learning_rate), model_dir=model_dir, config=config,
+                         warm_start_from=warm_start_from, feature_engineering_fn=feature_engineering_fn)
 
 
 class DNNRegressor(DNNEstimator):
@@ -107,9 +101,11 @@ class DNNRegressor(DNNEstimator):
                  dropout: float | None = None, config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), hidden_units,
-                         feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         hidden_units=hidden_units, feature_columns=feature_columns, model_dir=model_dir,
+                         optimizer=optimizer, activation_fn=activation_fn, dropout=dropout, config=config,
+                         warm_start_from=warm_start_from, batch_norm=batch_norm, learning_rate=learning_rate,
+                         feature_engineering_fn=feature_engineering_fn)
 
 
 class DNNClassifier(DNNEstimator):
@@ -122,6 +118,8 @@ class DNNClassifier(DNNEstimator):
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, batch_norm: bool = False,
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         hidden_units, feature_columns, model_dir, optimizer, activation_fn, dropout, config,
-                         warm_start_from, batch_norm, learning_rate, feature_engineering_fn)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         hidden_units=hidden_units, feature_columns=feature_columns, model_dir=model_dir,
+                         optimizer=optimizer, activation_fn=activation_fn, dropout=dropout, config=config,
+                         warm_start_from=warm_start_from, batch_norm=batch_norm, learning_rate=learning_rate,
+                         feature_engineering_fn=feature_engineering_fn)

@@ -58,44 +58,45 @@ class DNNLinearCombinedEstimator(CannedEstimator):
                  warm_start_from: Any = None, batch_norm: bool = False, linear_sparse_combiner: str = "sum",
                  linear_learning_rate: float | None = None, dnn_learning_rate: float | None = None,
                  feature_engineering_fn: Any = None):
-        self._linear_columns = list(linear_feature_columns or [])
-        self._dnn_columns = list(dnn_feature_columns or [])
-        if not self._linear_columns and not self._dnn_columns:
+        linear_columns = list(linear_feature_columns or [])
+        dnn_columns = list(dnn_feature_columns or [])
+        if not linear_columns and not dnn_columns:
             raise ValueError("Either linear_feature_columns or dnn_feature_columns must be defined.")
-        if self._dnn_columns and not dnn_hidden_units:
+        if dnn_columns and not dnn_hidden_units:
             raise ValueError("dnn_hidden_units must be given when dnn_feature_columns are.")
-        self._hidden_units = _check_hidden_units(dnn_hidden_units, dnn_dropout) if self._dnn_columns else ()
+        hidden_units = _check_hidden_units(dnn_hidden_units, dnn_dropout) if dnn_columns else ()
         fc._check_combiner(linear_sparse_combiner, "linear_sparse_combiner")
-        self._activation_fn, self._dropout, self._batch_norm = dnn_activation_fn, dnn_dropout, bool(batch_norm)
-        self._sparse_combiner = linear_sparse_combiner
-        default_linear = linear_learning_rate_default(self._linear_columns)
-        self._linear_opt = (linear_optimizer, linear_learning_rate, default_linear)
-        self._dnn_opt = (dnn_optimizer, dnn_learning_rate, DNN_LEARNING_RATE)
-        for spec in (self._linear_opt, self._dnn_opt):
-            get_optimizer(*spec)
-        super().__init__(head, self._linear_columns + self._dnn_columns, model_dir, config, warm_start_from,
-                         feature_engineering_fn)
 
-    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
-        units = self._head.logits_dimension
-        parts = []
-        if self._dnn_columns:
-            parts.append(dnn_logits(features, self._dnn_columns, self._hidden_units, units, self._activation_fn,
-                                    self._dropout, self._batch_norm, mode == ModeKeys.TRAIN))
-        if self._linear_columns:
-            parts.append(linear_logits(features, self._linear_columns, units, self._sparse_combiner))
-        return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        def logits_fn(features: dict[str, Any], mode: str) -> jax.Array:
+            units = head.logits_dimension
+            parts = []
+            if dnn_columns:
+                parts.append(dnn_logits(features, dnn_columns, hidden_units, units, dnn_activation_fn,
+                                        dnn_dropout, bool(batch_norm), mode == ModeKeys.TRAIN))
+            if linear_columns:
+                parts.append(linear_logits(features, linear_columns, units, linear_sparse_combiner))
+            return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
-    def _train_optimizer(self) -> optax.GradientTransformation:
-        transforms = {"linear": get_optimizer(*self._linear_opt), "dnn": get_optimizer(*self._dnn_opt)}
+        transforms = {
+            "linear": get_optimizer(linear_optimizer, linear_learning_rate,
+                                    linear_learning_rate_default(linear_columns)),
+            "dnn": get_optimizer(dnn_optimizer, dnn_learning_rate, DNN_LEARNING_RATE),
+        }
+        super().__init__(head=head, feature_columns=linear_columns + dnn_columns, logits_fn=logits_fn,
+                         optimizer=_per_part_optimizer(transforms), model_dir=model_dir, config=config,
+                         warm_start_from=warm_start_from, feature_engineering_fn=feature_engineering_fn)
 
-        def labels(params: dict[str, Any]) -> dict[str, Any]:
-            unknown = set(params) - set(transforms)
-            if unknown:
-                raise ValueError(f"DNNLinearCombined parameters outside 'linear'/'dnn': {sorted(unknown)}.")
-            return {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
 
-        return optax.multi_transform(transforms, labels)
+def _per_part_optimizer(transforms: dict[str, optax.GradientTransformation]) -> optax.GradientTransformation:
+    """``transforms[part]`` for the parameters under scope ``part`` (``linear`` / ``dnn``)."""
+
+    def labels(params: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(params) - set(transforms)
+        if unknown:
+            raise ValueError(f"DNNLinearCombined parameters outside 'linear'/'dnn': {sorted(unknown)}.")
+        return {k: jax.tree.map(lambda _, k=k: k, v) for k, v in params.items()}
+
+    return optax.multi_transform(transforms, labels)
 
 
 def linear_learning_rate_default(linear_columns: list) -> float:

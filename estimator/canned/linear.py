@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
-import optax
 
 from estimator import feature_column as fc
 from estimator import nn
@@ -58,20 +57,17 @@ class LinearEstimator(CannedEstimator):
         if not columns:
             raise fc.FeatureColumnError("LinearEstimator needs at least one feature column.")
         fc._check_combiner(sparse_combiner, "sparse_combiner")
-        self._columns = columns
-        self._sparse_combiner = sparse_combiner
         default_rate = LEARNING_RATE
         if optimizer is None:  # tf's _get_default_optimizer_v2: FTRL at min(0.2, 1 / sqrt(#columns))
             optimizer, default_rate = "Ftrl", min(LEARNING_RATE, 1.0 / math.sqrt(len(columns)))
-        self._optimizer_spec = (optimizer, learning_rate, default_rate)
-        get_optimizer(*self._optimizer_spec)  # fail early on a bad name
-        super().__init__(head, columns, model_dir, config, warm_start_from, feature_engineering_fn)
 
-    def _logits(self, features: dict[str, Any], mode: str) -> jax.Array:
-        return linear_logits(features, self._columns, self._head.logits_dimension, self._sparse_combiner)
+        def logits_fn(features: dict[str, Any], mode: str) -> jax.Array:
+            return linear_logits(features, columns, head.logits_dimension, sparse_combiner)
 
-    def _train_optimizer(self) -> optax.GradientTransformation:
-        return get_optimizer(*self._optimizer_spec)
+        super().__init__(head=head, feature_columns=columns, logits_fn=logits_fn,
+                         optimizer=get_optimizer(optimizer, learning_rate, default_rate), model_dir=model_dir,
+                         config=config, warm_start_from=warm_start_from,
+                         feature_engineering_fn=feature_engineering_fn)
 
 
 class LinearRegressor(LinearEstimator):
@@ -82,9 +78,10 @@ class LinearRegressor(LinearEstimator):
                  config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(regression_head(label_dimension, weight_column, loss_reduction), feature_columns,
-                         model_dir, optimizer, config, warm_start_from, sparse_combiner, learning_rate,
-                         feature_engineering_fn)
+        super().__init__(head=regression_head(label_dimension, weight_column, loss_reduction),
+                         feature_columns=feature_columns, model_dir=model_dir, optimizer=optimizer, config=config,
+                         warm_start_from=warm_start_from, sparse_combiner=sparse_combiner,
+                         learning_rate=learning_rate, feature_engineering_fn=feature_engineering_fn)
 
 
 class LinearClassifier(LinearEstimator):
@@ -95,6 +92,7 @@ class LinearClassifier(LinearEstimator):
                  optimizer: Any = "Ftrl", config: RunConfig | None = None, warm_start_from: Any = None,
                  loss_reduction: str = LossReduction.SUM_OVER_BATCH_SIZE, sparse_combiner: str = "sum",
                  learning_rate: float | None = None, feature_engineering_fn: Any = None):
-        super().__init__(classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
-                         feature_columns, model_dir, optimizer, config, warm_start_from, sparse_combiner,
-                         learning_rate, feature_engineering_fn)
+        super().__init__(head=classification_head(n_classes, weight_column, label_vocabulary, loss_reduction),
+                         feature_columns=feature_columns, model_dir=model_dir, optimizer=optimizer, config=config,
+                         warm_start_from=warm_start_from, sparse_combiner=sparse_combiner,
+                         learning_rate=learning_rate, feature_engineering_fn=feature_engineering_fn)

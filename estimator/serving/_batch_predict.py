@@ -1,6 +1,6 @@
 """One device call for many requests: merge their columns, prepare once, predict, split.
 
-Each request's values were only layout-checked on arrival (``gather_columns``); their
+Each request's values were only layout-checked on arrival (``estimator.export.rest_columns``); their
 types, ranges and feature-column values (vocabularies, identity ranges) are checked by
 ``Predictor.prepare``, once for the merged batch. If that rejects the batch, every
 request is prepared alone, so only the bad ones get the error and the others are
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from estimator._predictor import Predictor, PredictorInputError
+from estimator.export import Predictor, PredictorInputError
 
 Observer = Callable[[int], None]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from estimator._predictor import gather_columns, is_b64
+from estimator.export import is_b64, rest_columns
 
 SIGNATURE_NAME = "serving_default"
 
@@ -71,13 +71,13 @@ def parse_request(verb: str, body: bytes, inputs: Mapping[str, Mapping[str, Any]
         features = request["instances"]
         if not isinstance(features, list):
             raise ServingError(400, '"instances" must be a list of examples.')
-        return (*gather_columns(inputs, features), "rows")
+        return (*rest_columns(inputs, features), "rows")
     features = request["inputs"]
     if not isinstance(features, dict) or (len(inputs) == 1 and "b64" not in inputs and is_b64(features)):
         if len(inputs) != 1:
             raise ServingError(400, f'"inputs" must be an object name -> values; the model has inputs {list(inputs)}.')
         features = {next(iter(inputs)): features}
-    return (*gather_columns(inputs, features), "columns")
+    return (*rest_columns(inputs, features), "columns")
 
 
 def _parse_examples(request: dict, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
@@ -92,7 +92,7 @@ def _parse_examples(request: dict, inputs: Mapping[str, Any]) -> tuple[dict[str,
         raise ServingError(400, '"context" must be an object feature name -> value.')
     if context:
         examples = [{**context, **e} for e in examples]
-    return gather_columns(inputs, examples)
+    return rest_columns(inputs, examples)
 
 
 def check_verb(verb: str, predictor: Any) -> None:

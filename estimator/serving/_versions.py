@@ -5,7 +5,7 @@ current one, so a swap never makes a request wait or fail; requests already hold
 old version finish on it. As TensorFlow Serving's file-system source and load retries:
 
 * a version directory counts only once it is complete (its signature lists every file
-  with its size, see ``incomplete_reason``): a version copied file by file is waited for;
+  with its size, see ``estimator.export.export_incomplete_reason``): a version copied file by file is waited for;
 * the newest complete version that loads is served; one that fails to load is retried with exponential backoff, at most
   ``max_load_retries`` times, and again from scratch whenever its files change;
 * when the served version's directory disappears, the newest remaining version is loaded
@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from estimator._export_dir import incomplete_reason
-from estimator._predictor import Predictor
+from estimator.export import Predictor, export_incomplete_reason
 from estimator.serving._batcher import Batcher, Unbatched
 
 log = logging.getLogger("estimator.serving")
@@ -107,7 +106,7 @@ class VersionManager:
                         "such as 1/ or 1700000000/, each an export)")
         ready, why = [], None
         for v in versions:
-            reason = incomplete_reason(os.path.join(self.base_path, str(v)))
+            reason = export_incomplete_reason(os.path.join(self.base_path, str(v)))
             if reason is None:
                 ready.append(v)
             else:

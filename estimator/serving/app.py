@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from estimator._predictor import Predictor, PredictorInputError
+from estimator.export import Predictor, PredictorInputError
 from estimator.serving import _rest
 from estimator.serving._batch_predict import batch_predictor
 from estimator.serving._batcher import Batcher, Unbatched

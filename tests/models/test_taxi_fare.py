@@ -122,3 +122,19 @@ def test_real_course_data_smoke(tmp_path, monkeypatch):
     fares = np.loadtxt(SHARED_TAXI / "taxi-valid.csv", delimiter=",", usecols=0)
     np.testing.assert_allclose(result["label/mean"], fares.mean(), rtol=1e-5)
     assert np.isfinite(result["rmse"])
+
+
+def test_taxi_fare_estimator_uses_only_public_hooks(tmp_path):
+    from estimator import Estimator
+    from estimator.preprocessing import FeatureColumnPreprocessing
+
+    cls = tf_.TaxiFareEstimator
+    assert not {"_host_preprocess", "_host_preprocess_labels", "_export_preprocessing", "_predict_apply",
+                "_restore_params", "predict"} & set(vars(cls))
+    est = cls(tf_.ModelParams(nbuckets=4), with_time=True, config=RunConfig(model_dir=str(tmp_path)))
+    assert isinstance(est, Estimator) and isinstance(est.preprocessing, FeatureColumnPreprocessing)
+    raw = {"pickuplon": np.array([-73.98], np.float32), "pickuplat": np.array([40.75], np.float32),
+           "dropofflon": np.array([-73.95], np.float32), "dropofflat": np.array([40.78], np.float32),
+           "passengers": np.array([1.0], np.float32), "dayofweek": np.array(["Mon"]),
+           "hourofday": np.array([17], np.int32)}
+    assert est.preprocessing.features(raw)["dayofweek__ids"].tolist() in ([1], [[1]])
