@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from estimator._export_dir import remove_stale_tmp
+from estimator.cadence import Cadence
 from estimator.checkpoint import CheckpointStore, checkpoint_dir
 from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
@@ -68,23 +69,18 @@ class TrainAndEvaluateError(ValueError):
 
 
 class _EvalDue(Hook):
-    """Ends a training chunk when an evaluation is due."""
+    """Ends a training chunk when an evaluation is due: every ``every_n_steps`` steps, else ``throttle_secs``."""
 
     def __init__(self, every_n_steps: int | None, throttle_secs: float, last_eval_time: float):
-        self._every = every_n_steps
-        self._throttle = throttle_secs
-        self._last_eval_time = last_eval_time
-        self._start_step = 0
+        self._cadence = Cadence(every_n_steps, None if every_n_steps else throttle_secs, now=last_eval_time)
 
     def begin(self, run_context: RunContext, step: int) -> None:
-        """Remembers the chunk's first step."""
-        self._start_step = step
+        """Counts steps from the chunk's first step (the time from the last evaluation)."""
+        self._cadence.last_step = step
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
-        """Stops the chunk at an every_n_steps boundary or when the throttle time passed."""
-        by_steps = self._every and values.step // self._every != self._start_step // self._every
-        by_time = self._every is None and time.time() - self._last_eval_time >= self._throttle
-        if by_steps or by_time:
+        """Stops the chunk when the cadence is due."""
+        if self._cadence.due(values.step):
             run_context.request_stop()
 
 
