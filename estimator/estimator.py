@@ -9,6 +9,7 @@ plus the input iterator's position, so a resumed run continues exactly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
 import logging
@@ -25,19 +26,18 @@ import optax
 from estimator import _eval_results, distribute, nn, train_core
 from estimator._prefetch import Prefetcher
 from estimator.checkpoint import (
-    CheckpointCorruptError,
     CheckpointStore,
     checkpoint_dir,
     parse_checkpoint_path,
 )
 from estimator.eval_history import write_eval_result
 from estimator.hooks import Hook, RunContext, RunValues
-from estimator.model_dir_lock import ModelDirLock, ModelDirLockError
+from estimator.model_dir_lock import ModelDirLock, chief_holds
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.summary import SummaryWriter
-from estimator.train_loop import TrainingInterruptedError, TrainLoop  # noqa: F401 (re-exported: the old import path)
-from estimator.warm_start import warm_start_values
+from estimator.train_loop import TrainingInterruptedError, run_training  # noqa: F401 (re-exported: the old import path)
+from estimator.warm_start import apply_warm_start
 
 log = logging.getLogger("estimator")
 
@@ -251,31 +251,14 @@ class Estimator:
             self._readers[root] = CheckpointStore(root, read_only=True)
         return self._readers[root]
 
-    @contextlib.contextmanager
-    def writer_lock(self) -> Iterator[None]:
+    def writer_lock(self) -> contextlib.AbstractContextManager[None]:
         """Holds the model_dir's training lock (process 0 takes it; re-entrant): one trainer per model_dir.
 
         ``train`` takes it itself; hold it around several calls (``train_and_evaluate``,
         writing a config beside the checkpoints) so no other trainer slips in between.
         Raises ``ModelDirLockError`` naming the holder.
         """
-        chief = jax.process_index() == 0
-        error = None
-        if chief:
-            try:
-                self._lock.acquire()
-            except ModelDirLockError as e:
-                error = e
-        agreed = distribute.agreed(error is None)  # every process fails together
-        if error is not None:
-            raise error
-        if not agreed:
-            raise ModelDirLockError(f"process 0 could not take the training lock of {self._model_dir}; see its log.")
-        try:
-            yield
-        finally:
-            if chief:
-                self._lock.release()
+        return chief_holds(self._lock)
 
     def latest_checkpoint(self) -> str | None:
         """Path of the newest complete checkpoint in model_dir, or None (damaged ones are skipped with a warning)."""
@@ -328,16 +311,7 @@ class Estimator:
 
     def _warm_start(self) -> Callable[[Any, Any], tuple[Any, Any]] | None:
         """``(params, model_state) -> warm-started`` when ``warm_start_from`` was given, else None."""
-        return None if self._warm_start_from is None else self._apply_warm_start
-
-    def _apply_warm_start(self, params: Any, model_state: Any) -> tuple[Any, Any]:
-        flat_params, flat_state = nn.flatten_names(params), nn.flatten_names(model_state)
-        values = warm_start_values(self._warm_start_from, {**flat_state, **flat_params})
-        log.info("Warm-starting %d variables: %s", len(values), sorted(values))
-        for name, value in values.items():
-            target = flat_params if name in flat_params else flat_state
-            target[name] = jnp.asarray(value, dtype=target[name].dtype)
-        return nn.unflatten_names(flat_params), nn.unflatten_names(flat_state)
+        return None if self._warm_start_from is None else functools.partial(apply_warm_start, self._warm_start_from)
 
     def _state_shardings(self, abstract_state: Any) -> Any:
         return distribute.state_shardings(self._mesh, abstract_state, self._config.param_sharding)
@@ -378,24 +352,7 @@ class Estimator:
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (not isinstance(value, int | np.integer) or value <= 0):
                 raise EstimatorError(f"train: {name} must be a positive integer, got {value!r}.")
-        with self.writer_lock():
-            store = self._checkpoints()
-            while True:  # each pass past the first moved one damaged checkpoint aside
-                saved_step = store.usable_latest_step(quarantine=True)
-                start_step = saved_step or 0
-                if max_steps is not None and start_step >= max_steps:
-                    log.info("Skipping training since max_steps has already saved (step %d >= %d).",
-                             start_step, max_steps)
-                    return self
-                last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
-                loop = TrainLoop(self, input_fn, list(hooks or []), saved_step, last_step)
-                try:
-                    return loop.run()
-                except CheckpointCorruptError as error:
-                    if loop.started or saved_step is None:
-                        raise
-                    log.warning("%s Falling back to the checkpoint before it.", error)
-                    store.quarantine(saved_step)
+        return run_training(self, input_fn, list(hooks or []), steps, max_steps)
 
     # ------------------------------------------------------------------ evaluate
     def _eval_functions(self, metrics: Mapping[str, Any]) -> tuple[Callable, Callable]:

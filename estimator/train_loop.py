@@ -23,6 +23,7 @@ import jax
 from estimator import distribute, train_core
 from estimator._prefetch import Prefetcher
 from estimator.cadence import Cadence, crossed
+from estimator.checkpoint import CheckpointCorruptError
 from estimator.hooks import Hook, RunContext, RunValues, fails_on_nan, log_loss, on_nan_loss
 from estimator.spec import ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
@@ -48,6 +49,32 @@ class TrainingInterruptedError(RuntimeError):
         saved = f"saved the checkpoint {path}" if path else "no checkpoint was saved"
         super().__init__(f"Training stopped by {signal.Signals(signum).name} at step {step}; {saved}. "
                          "Run the same command again to resume.")
+
+
+def run_training(est: Estimator, input_fn: Callable, hooks: list[Hook], steps: int | None,
+                 max_steps: int | None) -> Estimator:
+    """``Estimator.train`` under the model_dir's lock: resume from the latest usable checkpoint, run a ``TrainLoop``.
+
+    A latest checkpoint found damaged before any step ran is quarantined and the one before it used.
+    """
+    with est.writer_lock():
+        store = est._checkpoints()
+        while True:  # each pass past the first moved one damaged checkpoint aside
+            saved_step = store.usable_latest_step(quarantine=True)
+            start_step = saved_step or 0
+            if max_steps is not None and start_step >= max_steps:
+                log.info("Skipping training since max_steps has already saved (step %d >= %d).",
+                         start_step, max_steps)
+                return est
+            last_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
+            loop = TrainLoop(est, input_fn, hooks, saved_step, last_step)
+            try:
+                return loop.run()
+            except CheckpointCorruptError as error:
+                if loop.started or saved_step is None:
+                    raise
+                log.warning("%s Falling back to the checkpoint before it.", error)
+                store.quarantine(saved_step)
 
 
 class TrainLoop:
