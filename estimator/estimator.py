@@ -1,9 +1,9 @@
-"""Estimator: train / evaluate / predict / export loops around a ``model_fn``.
+"""Estimator: train / evaluate / predict / export around a ``model_fn``.
 
-The training state is one pytree ``{step, params, model_state, opt_state, rng}``;
-the train step is one jitted function over it (donated), optionally running
-``steps_per_loop`` steps per call with ``lax.scan``. Checkpoints hold that state
-plus the input iterator's position, so a resumed run continues exactly.
+The training itself lives in ``train_core`` (the ``TrainState`` pytree, its
+initialisation and the jitted step, free of any Estimator) and ``train_loop``
+(one ``train`` call: resume, steps, hooks, summaries, checkpoints). Checkpoints
+hold the state plus the input iterator's position, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
