@@ -28,6 +28,7 @@ from estimator.hooks import (
 from estimator.model_dir_lock import ModelDirLockError
 from estimator.run_config import RunConfig, RunConfigError
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
+from estimator.train_core import TrainState
 from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from estimator.warm_start import WarmStartError, WarmStartSettings
 
@@ -65,6 +66,7 @@ __all__ = [
     "ServingInput",
     "StopAtStepHook",
     "TrainSpec",
+    "TrainState",
     "TrainingInterruptedError",
     "WarmStartError",
     "WarmStartSettings",

@@ -240,8 +240,8 @@ class CheckpointStore:
             multihost_utils.sync_global_devices(f"quarantine checkpoint {step}")
         self._manager.reload()
 
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
-        """Reads ``(state, this process's input_state)`` of ``step``.
+    def restore(self, step: int, abstract_state: Any) -> Any:
+        """Reads the training state of ``step`` (its input position: ``restore_input``).
 
         ``abstract_state`` gives shapes, dtypes and shardings. Raises
         ``CheckpointMismatchError`` when the saved state has other variables or
@@ -257,17 +257,14 @@ class CheckpointStore:
         try:
             restored = self._manager.restore(
                 step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
-                    input=ocp.args.JsonRestore(),
-                ),
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
             )
         except _READ_ERRORS as error:
             self.verify(step)  # damaged files raise CheckpointCorruptError here
             if isinstance(error, ValueError) and "tree structures do not match" in str(error):
                 raise CheckpointMismatchError(_structure_message(self.step_path(step), step, error)) from None
             raise
-        return restored["state"], self._own_input_state(step, restored["input"])
+        return restored["state"]
 
     def restore_input(self, step: int) -> Any:
         """Reads this process's input iterator state of ``step``.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any, NamedTuple
 
 from estimator import distribute
+from estimator.cadence import Cadence
 from estimator.eval_history import read_eval_history
 
 log = logging.getLogger("estimator")
@@ -21,6 +21,24 @@ log = logging.getLogger("estimator")
 
 class NanLossDuringTrainingError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+def fails_on_nan(hooks: list[Hook]) -> bool:
+    """The NaN policy of a train loop: raise, unless a ``NanLossHook(fail_on_nan_loss=False)`` is among ``hooks``."""
+    return not any(isinstance(h, NanLossHook) and not h.fail_on_nan_loss for h in hooks)
+
+
+def on_nan_loss(step: int, fail: bool, loss: float | None = None) -> None:
+    """The one reaction to a NaN/inf loss at ``step``: raise ``NanLossDuringTrainingError``, or log it.
+
+    Either way training stops and the diverged state is not saved (the caller's part).
+    """
+    value = "NaN or inf" if loss is None else loss
+    message = (f"Model diverged with loss = {value} at step {step}; training stopped and the diverged state was "
+               "not saved. Lower the learning rate, check the inputs for NaN/inf, or clip gradients.")
+    if fail:
+        raise NanLossDuringTrainingError(message)
+    log.error(message)
 
 
 class RunValues(NamedTuple):
@@ -104,34 +122,30 @@ class NanLossHook(Hook):
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
         """Reads the loss and reacts to a non-finite value."""
         loss = float(values.loss)
-        if math.isfinite(loss):
-            return
-        message = f"Model diverged with loss = {loss} at step {values.step}."
-        if self._fail:
-            raise NanLossDuringTrainingError(message)
-        log.error("%s Stopping training.", message)
-        run_context.request_stop()
+        if not math.isfinite(loss):
+            on_nan_loss(values.step, self._fail, loss)
+            run_context.request_stop()
 
 
 class LoggingHook(Hook):
     """Logs the loss (and step rate) every ``every_n_steps`` steps."""
 
     def __init__(self, every_n_steps: int = 100):
-        self._every = every_n_steps
-        self._last_step: int | None = None
-        self._last_time = 0.0
+        self._cadence = Cadence(every_n_steps)
 
     def begin(self, run_context: RunContext, step: int) -> None:
         """Remembers where logging starts."""
-        self._last_step, self._last_time = step, time.time()
+        self._cadence.fire(step)
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
         """Logs when a multiple of ``every_n_steps`` was crossed."""
-        if values.step // self._every == self._last_step // self._every:
-            return
-        now = time.time()
-        log.info("loss = %.6g, step = %d (%.3f sec)", float(values.loss), values.step, now - self._last_time)
-        self._last_step, self._last_time = values.step, now
+        if self._cadence.steps_due(values.step):
+            log_loss(values.loss, values.step, self._cadence.fire(values.step)[1])
+
+
+def log_loss(loss: Any, step: int, secs: float) -> None:
+    """The training log line: ``loss = ..., step = N (T sec)``."""
+    log.info("loss = %.6g, step = %d (%.3f sec)", float(loss), step, secs)
 
 
 class ProfilerHook(Hook):

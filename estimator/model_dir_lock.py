@@ -26,7 +26,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
+
+import jax
+
+from estimator import distribute
 
 log = logging.getLogger("estimator")
 
@@ -198,3 +203,25 @@ class ModelDirLock:
         while not self._stop.wait(HEARTBEAT_SECS):
             with contextlib.suppress(OSError):
                 os.utime(self.path)
+
+
+@contextlib.contextmanager
+def chief_holds(lock: ModelDirLock) -> Iterator[None]:
+    """Process 0 holds ``lock`` within ``with``; every process raises ``ModelDirLockError`` together if it cannot."""
+    chief = jax.process_index() == 0
+    error = None
+    if chief:
+        try:
+            lock.acquire()
+        except ModelDirLockError as e:
+            error = e
+    agreed = distribute.agreed(error is None)  # every process fails together
+    if error is not None:
+        raise error
+    if not agreed:
+        raise ModelDirLockError(f"process 0 could not take the training lock of {os.path.dirname(lock.path)}; see its log.")
+    try:
+        yield
+    finally:
+        if chief:
+            lock.release()

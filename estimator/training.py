@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from estimator._export_dir import remove_stale_tmp
+from estimator.cadence import Cadence
 from estimator.checkpoint import CheckpointStore, checkpoint_dir
 from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
@@ -68,23 +69,20 @@ class TrainAndEvaluateError(ValueError):
 
 
 class _EvalDue(Hook):
-    """Ends a training chunk when an evaluation is due."""
+    """Ends a training chunk when an evaluation is due: every ``every_n_steps`` steps, else ``throttle_secs``."""
 
     def __init__(self, every_n_steps: int | None, throttle_secs: float, last_eval_time: float):
-        self._every = every_n_steps
-        self._throttle = throttle_secs
-        self._last_eval_time = last_eval_time
-        self._start_step = 0
+        self._cadence = Cadence(every_n_steps, None if every_n_steps else throttle_secs, now=last_eval_time)
+        self.requested = False  # whether this hook ended the chunk (else the input or another hook did)
 
     def begin(self, run_context: RunContext, step: int) -> None:
-        """Remembers the chunk's first step."""
-        self._start_step = step
+        """Counts steps from the chunk's first step (the time from the last evaluation)."""
+        self._cadence.last_step = step
 
     def after_run(self, run_context: RunContext, values: RunValues) -> None:
-        """Stops the chunk at an every_n_steps boundary or when the throttle time passed."""
-        by_steps = self._every and values.step // self._every != self._start_step // self._every
-        by_time = self._every is None and time.time() - self._last_eval_time >= self._throttle
-        if by_steps or by_time:
+        """Stops the chunk when the cadence is due."""
+        if self._cadence.due(values.step):
+            self.requested = True
             run_context.request_stop()
 
 
@@ -176,6 +174,7 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
     journal = EvalJournal(estimator.eval_dir(eval_spec.name))
     recorded = journal.recorded()  # before this run writes: every process decides alike
     metrics, exports, evaluated_step = _redo_interrupted(estimator, eval_spec, journal, recorded)
+    exported_final = evaluated_step is not None and recorded[evaluated_step]["final"]
     last_eval_time = time.time()
     while True:
         before = estimator.latest_checkpoint()
@@ -183,11 +182,19 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
         estimator.train(train_spec.input_fn, hooks=[*train_spec.hooks, due], max_steps=train_spec.max_steps)
         after = estimator.latest_checkpoint()
         step = int(os.path.basename(after)) if after else 0
-        finished = after == before or (train_spec.max_steps is not None and step >= train_spec.max_steps)
+        # Done when nothing was trained, max_steps was reached, or the chunk ended before an
+        # evaluation was due: the input ran out or another hook (early stopping) stopped it.
+        finished = (after == before or not due.requested
+                    or (train_spec.max_steps is not None and step >= train_spec.max_steps))
         if after and step != evaluated_step:
             metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, after, finished,
                                                     recorded.get(step))
-            evaluated_step, last_eval_time = step, time.time()
+            evaluated_step, last_eval_time, exported_final = step, time.time(), finished
+        elif after and finished and not exported_final:
+            # The input ran out on the very call the last evaluation was due: that evaluation is
+            # the final one, so the exporters run again on its checkpoint as the final export.
+            metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, after, True,
+                                                    {"result": metrics})
         if finished:
             return metrics, exports
 

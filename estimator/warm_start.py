@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
+
+from estimator import nn
+
+log = logging.getLogger("estimator")
 
 
 class WarmStartError(ValueError):
@@ -97,3 +103,14 @@ def warm_start_values(source: Any, variables: Mapping[str, Any]) -> dict[str, np
             )
         values[name] = value.astype(np.asarray(variables[name]).dtype if hasattr(variables[name], "dtype") else value.dtype)
     return values
+
+
+def apply_warm_start(source: Any, params: Any, model_state: Any) -> tuple[Any, Any]:
+    """``(params, model_state)`` with the variables ``source`` (``warm_start_from``) names replaced by its values."""
+    flat_params, flat_state = nn.flatten_names(params), nn.flatten_names(model_state)
+    values = warm_start_values(source, {**flat_state, **flat_params})
+    log.info("Warm-starting %d variables: %s", len(values), sorted(values))
+    for name, value in values.items():
+        target = flat_params if name in flat_params else flat_state
+        target[name] = jnp.asarray(value, dtype=target[name].dtype)
+    return nn.unflatten_names(flat_params), nn.unflatten_names(flat_state)

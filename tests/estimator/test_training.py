@@ -1,4 +1,8 @@
-"""continuous_evaluate: each new checkpoint evaluated once, exporters run, stops at max_steps."""
+"""train_and_evaluate over several chunks and continuous_evaluate: what is evaluated and exported, when.
+
+Evaluation results are checked against numpy recomputed from each checkpoint's
+own variables; chunked training must end bit-identical to one ``train`` call.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ import sys
 import threading
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _toy import input_fn as toy_input_fn
+from _toy import model_fn as toy_model_fn
+from _toy import numpy_forward, regression_data
 
 from estimator import (
     BestExporter,
@@ -21,9 +29,11 @@ from estimator import (
     Hook,
     RunConfig,
     ServingInput,
+    StopAtStepHook,
     metrics,
     nn,
 )
+from estimator.checkpoint import CheckpointStore
 from estimator.eval_history import read_eval_history, write_eval_result
 from estimator.training import (
     EvalSpec,
@@ -256,3 +266,95 @@ def test_results_jsonl_keeps_one_line_per_step(tmp_path):
     write_eval_result(str(tmp_path), {"global_step": 3, "loss": 3.0})
     write_eval_result(str(tmp_path), {"global_step": 5, "loss": 1.0})
     assert read_eval_history(str(tmp_path)) == [{"global_step": 3, "loss": 3.0}, {"global_step": 5, "loss": 1.0}]
+
+
+# ---------------------------------------------------------------- train_and_evaluate in several chunks
+
+TOY_X, TOY_Y = regression_data(48)
+
+
+def toy_eval_input_fn():
+    return [({"x": TOY_X}, TOY_Y)]
+
+
+def _toy_estimator(model_dir: str, steps_per_loop: int = 1) -> Estimator:
+    """The toy MLP (adam: optimizer slots must carry over between chunks); only train_and_evaluate saves."""
+    config = RunConfig(steps_per_loop=steps_per_loop, keep_checkpoint_max=None, save_checkpoints_steps=1000,
+                       save_summary_steps=1000, log_step_count_steps=1000)
+    return Estimator(toy_model_fn, model_dir, config=config, params={"learning_rate": 0.05})
+
+
+def _toy_state(model_dir: str, step: int) -> dict[str, np.ndarray]:
+    """Every array of a checkpoint's training state (variables, optimizer slots, step, rng) by path."""
+    state = CheckpointStore(model_dir, read_only=True).restore_arrays(step)
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def _numpy_mae(model_dir: str, step: int) -> float:
+    state = CheckpointStore(model_dir, read_only=True).restore_arrays(step)
+    flat = nn.flatten_names(state["params"])
+    return float(np.mean(np.abs(numpy_forward(flat, TOY_X) - TOY_Y)))
+
+
+def _chunked(est: Estimator, exporter: RecordingExporter, max_steps: int | None, batches: int | None = None,
+             **eval_args) -> tuple[dict, list[str]]:
+    """train_and_evaluate on batches of 4 rows: ``batches`` of them (one epoch), or endless."""
+    eval_args = {"every_n_steps": 4, "throttle_secs": 10_000, **eval_args}
+    train_input = toy_input_fn(n=4 * (batches or 12), batch_size=4, epochs=1 if batches else None)
+    return train_and_evaluate(est, TrainSpec(train_input, max_steps=max_steps),
+                              EvalSpec(toy_eval_input_fn, steps=None, exporters=[exporter], **eval_args))
+
+
+# A chunk ends at the first call crossing a multiple of every_n_steps; a call runs steps_per_loop
+# steps (fewer near max_steps). 1 step a call: 4, 8, then max_steps 10. 3 steps a call:
+# 0->3->6 (crossed 4), 6->9 (crossed 8), 9->10 (max_steps).
+@pytest.mark.parametrize(("steps_per_loop", "evaluated"), [(1, [4, 8, 10]), (3, [6, 9, 10])])
+def test_chunks_evaluate_at_every_n_steps_and_equal_one_uninterrupted_run(tmp_path, steps_per_loop, evaluated):
+    exporter = RecordingExporter()
+    est = _toy_estimator(str(tmp_path / "chunked"), steps_per_loop)
+    final, exports = _chunked(est, exporter, max_steps=10)
+
+    assert [r["global_step"] for r in _results(est.model_dir)] == evaluated
+    assert exporter.calls == [(str(s), s, s == evaluated[-1]) for s in evaluated]  # only the last is final
+    assert exports == [os.path.join(est.model_dir, "export", "recording", str(evaluated[-1]))]
+    assert final["global_step"] == evaluated[-1]
+    for result in _results(est.model_dir):  # each evaluation is of its own checkpoint
+        assert result["mae"] == pytest.approx(_numpy_mae(est.model_dir, result["global_step"]), rel=1e-5)
+
+    straight = _toy_estimator(str(tmp_path / "straight"), steps_per_loop)
+    straight.train(toy_input_fn(n=48, batch_size=4, epochs=None), max_steps=10)
+    chunked, uninterrupted = _toy_state(est.model_dir, 10), _toy_state(straight.model_dir, 10)
+    assert chunked.keys() == uninterrupted.keys() and any("opt_state" in k for k in chunked)
+    for name, value in chunked.items():  # bit for bit, optimizer slots included
+        assert value.tobytes() == uninterrupted[name].tobytes(), name
+
+
+@pytest.mark.parametrize(("batches", "evaluated", "calls"), [
+    (10, [4, 8, 10], [("4", 4, False), ("8", 8, False), ("10", 10, True)]),
+    # the input ends on the very call step 8's evaluation was due: its checkpoint gets the final export
+    (8, [4, 8], [("4", 4, False), ("8", 8, False), ("8", 8, True)]),
+], ids=["between_evaluations", "where_an_evaluation_was_due"])
+def test_when_the_input_ends_the_last_evaluation_is_the_final_export(tmp_path, batches, evaluated, calls):
+    exporter = RecordingExporter()
+    est = _toy_estimator(str(tmp_path))
+    final, exports = _chunked(est, exporter, max_steps=None, batches=batches)
+    assert [r["global_step"] for r in _results(est.model_dir)] == evaluated  # each step evaluated once
+    assert exporter.calls == calls
+    assert final["global_step"] == evaluated[-1]
+    assert exports == [os.path.join(est.model_dir, "export", "recording", str(evaluated[-1]))]
+
+
+def test_a_hook_stopping_training_ends_train_and_evaluate_with_a_final_export(tmp_path):
+    exporter = RecordingExporter()
+    est = _toy_estimator(str(tmp_path))
+    spec = TrainSpec(toy_input_fn(n=48, batch_size=4, epochs=None), max_steps=100, hooks=[StopAtStepHook(last_step=6)])
+    train_and_evaluate(est, spec, EvalSpec(toy_eval_input_fn, steps=None, exporters=[exporter], every_n_steps=4))
+    assert exporter.calls == [("4", 4, False), ("6", 6, True)]
+
+
+def test_throttle_secs_zero_evaluates_after_every_call(tmp_path):
+    exporter = RecordingExporter()
+    est = _toy_estimator(str(tmp_path), steps_per_loop=2)
+    _chunked(est, exporter, max_steps=6, every_n_steps=None, throttle_secs=0)
+    assert [c[1:] for c in exporter.calls] == [(2, False), (4, False), (6, True)]
