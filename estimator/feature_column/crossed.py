@@ -8,19 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from estimator.feature_column import base
 from estimator.feature_column._fingerprint import fingerprint64, fingerprint_cat64
-from estimator.feature_column.base import (
-    DEFAULT_HASH_KEY,
-    MISSING_ID,
-    CategoricalColumn,
-    FeatureColumn,
-    FeatureColumnError,
-    _as_2d,
-    _as_int,
-    _as_str,
-    _get,
-    _is_string,
-)
+from estimator.feature_column.base import CategoricalColumn, FeatureColumn, FeatureColumnError
 from estimator.feature_column.categorical import HashedCategoricalColumn, WeightedCategoricalColumn
 
 
@@ -64,17 +54,17 @@ class CrossedColumn(CategoricalColumn):
         parts = []
         for leaf, vals in zip(self._ordered_leaves(), leaf_ids, strict=True):
             if vals is None:
-                raw = _as_2d(_get(features, leaf, self))
-                if _is_string(raw):
-                    text = _as_str(raw, self)
+                raw = base._as_2d(base._get(features, leaf, self))
+                if base._is_string(raw):
+                    text = base._as_str(raw, self)
                     parts.append((fingerprint64(text), text != ""))
                     continue
-                vals = _as_int(raw, self)
-                vals = np.where(vals == -1, MISSING_ID, vals)
+                vals = base._as_int(raw, self)
+                vals = np.where(vals == -1, base.MISSING_ID, vals)
             # an id of -1 (out of vocabulary) is hashed as the int64 -1, as TensorFlow does
-            parts.append((vals.astype(np.uint64), vals != MISSING_ID))
+            parts.append((vals.astype(np.uint64), vals != base.MISSING_ID))
         batch = parts[0][0].shape[0]
-        hashed = np.full((batch, 1), np.uint64(DEFAULT_HASH_KEY if self.hash_key is None else self.hash_key))
+        hashed = np.full((batch, 1), np.uint64(base.DEFAULT_HASH_KEY if self.hash_key is None else self.hash_key))
         valid = np.ones((batch, 1), bool)
         for fp, ok in parts:  # cartesian product, the last input varying fastest (as tf)
             hashed = fingerprint_cat64(hashed[:, :, None], fp[:, None, :]).reshape(batch, -1)
