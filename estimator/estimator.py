@@ -28,6 +28,7 @@ import optax
 
 from estimator import _eval_results, distribute, nn
 from estimator._prefetch import Prefetcher
+from estimator._restore_cache import RestoreCache
 from estimator.checkpoint import (
     CheckpointCorruptError,
     CheckpointStore,
@@ -146,6 +147,7 @@ class Estimator:
         self._cache: dict[Any, Any] = {}
         self._store: CheckpointStore | None = None
         self._readers: dict[str, CheckpointStore] = {}
+        self._restored = RestoreCache()  # the checkpoint read last, reused while it is read again
         self._lock = ModelDirLock(self._model_dir, config.model_dir_lock_timeout_secs, config.break_model_dir_lock)
 
     # ------------------------------------------------------------------ properties
@@ -323,8 +325,9 @@ class Estimator:
             return None
         store = self._reader(root)
         if step is not None:
-            return store.restore_arrays(step), store.step_path(step)
-        found = store.read_latest_arrays()
+            return self._restored.arrays(store, step), store.step_path(step)
+        found = self._restored.latest(store) or store.read_latest_arrays(
+            restore=lambda latest: self._restored.arrays(store, latest))
         if found is None:
             if checkpoint_path is None:
                 return None
@@ -346,10 +349,7 @@ class Estimator:
         found = self._read_checkpoint(None)
         if found is None:
             raise EstimatorError(f"No checkpoint in {self._model_dir}: train first, or point model_dir at one.")
-        state, _ = found
-        flat = {**nn.flatten_names(state.get("model_state") or {}), **nn.flatten_names(state["params"])}
-        flat["global_step"] = state["step"]
-        return {k: np.asarray(v) for k, v in flat.items()}
+        return self._restored.variables(found[0])
 
     # ------------------------------------------------------------------ fresh state
     def _fresh_variables(self, mode: str, features: Any, labels: Any) -> tuple[Any, Any, Any]:
