@@ -76,7 +76,8 @@ class Head:
     """Base head: weights, loss reduction, EstimatorSpec assembly. Subclasses define the rest.
 
     Subclasses implement ``logits_dimension``, ``_labels`` (device-side shaping),
-    ``_unreduced_loss``, ``predictions`` and ``_metrics``.
+    ``_unreduced_loss``, ``predictions`` and ``_metrics``. A ``name`` (as in tf) ends
+    every metric key of the head in ``"/<name>"`` (``average_loss/<name>``).
     """
 
     logits_dimension: int = 1
@@ -146,12 +147,19 @@ class Head:
         values = jnp.asarray(self.loss_fn(labels, logits), jnp.float32)
         return values.reshape(values.shape[0], -1)
 
-    def loss(self, labels: Any, logits: jax.Array, features: Mapping[str, Any]) -> jax.Array:
-        """The training loss: weighted per-example losses reduced by ``loss_reduction``."""
-        logits = self._check_logits(logits)
+    def _weighted_losses(self, labels: Any, logits: jax.Array,
+                         features: Mapping[str, Any]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(labels, weights, per-example losses)`` of checked ``logits``, all ``[batch, ...]``."""
         labels = self._labels(labels, logits)
-        unreduced = self._loss_values(labels, logits)
-        return self._reduce(unreduced, self._weights(features, logits.shape[0]))
+        return labels, self._weights(features, logits.shape[0]), self._loss_values(labels, logits)
+
+    def loss(self, labels: Any, logits: jax.Array, features: Mapping[str, Any]) -> jax.Array:
+        """The training loss (tf's ``Head.loss``): weighted per-example losses reduced by ``loss_reduction``.
+
+        ``create_estimator_spec`` takes its loss from here.
+        """
+        _, weights, unreduced = self._weighted_losses(labels, self._check_logits(logits), features)
+        return self._reduce(unreduced, weights)
 
     def _reduce(self, unreduced: jax.Array, weights: jax.Array) -> jax.Array:
         total = jnp.sum(unreduced * weights)
@@ -170,15 +178,15 @@ class Head:
         if labels is None:
             raise HeadError(f"{type(self).__name__}: labels are required in mode {mode!r}; "
                             "the input_fn must yield (features, labels).")
-        labels = self._labels(labels, logits)
-        weights = self._weights(features, logits.shape[0])
-        unreduced = self._loss_values(labels, logits)
-        loss = self._reduce(unreduced, weights)
+        loss = self.loss(labels, logits, features)
         if regularization_losses:
             loss = loss + sum(jnp.asarray(r, jnp.float32) for r in regularization_losses)
         if mode == ModeKeys.TRAIN:
             return EstimatorSpec(mode, predictions=predictions, loss=loss, optimizer=optimizer)
+        labels, weights, unreduced = self._weighted_losses(labels, logits, features)  # XLA computes them once
         eval_metrics = self._metrics(labels, logits, predictions, unreduced, weights)
+        if self.name:  # tf: a named head's metric keys end in "/<name>"
+            eval_metrics = {f"{key}/{self.name}": op for key, op in eval_metrics.items()}
         return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metrics=eval_metrics)
 
 
