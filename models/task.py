@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 import glob
 import importlib
+import json
 import os
 import re
 import typing
 from typing import Any
 
-from estimator import RunConfig, RunConfigError
+from estimator import ModeKeys, RunConfig, RunConfigError
 from estimator.config import ConfigError, bounded, build, load_raw
+from estimator.training import EvalSpec, continuous_evaluate
 
 MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
 EXPORTERS = ("best", "final", "latest")
@@ -194,6 +196,22 @@ def exporters(config: TaskConfig) -> list[Any]:
         "final": lambda: FinalExporter("final", spec),
     }
     return [makers[name]() for name in config.export.exporters]
+
+
+def evaluate_continuously(config: TaskConfig, poll_secs: float, timeout_secs: float | None) -> int:
+    """The continuous evaluator of ``config`` (scripts/evaluate.py --continuous, the TF_CONFIG evaluator task).
+
+    Evaluates each new checkpoint until ``train.max_steps`` is evaluated, runs the
+    exporters after each evaluation, prints the last metrics and exports as JSON;
+    returns the exit code (1 when nothing was evaluated).
+    """
+    est = build_estimator(config)
+    spec = EvalSpec(input_fn(config, ModeKeys.EVAL), steps=config.eval.steps, name=config.eval.name,
+                    exporters=exporters(config), start_delay_secs=0, throttle_secs=0)
+    metrics, exports = continuous_evaluate(est, spec, config.train.max_steps, poll_secs=poll_secs,
+                                           timeout_secs=timeout_secs)
+    print(json.dumps({"metrics": metrics, "exports": exports}, indent=2, default=float))
+    return 0 if metrics is not None else 1
 
 
 def argument_parser(description: str) -> Any:
