@@ -467,6 +467,7 @@ class Estimator:
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (not isinstance(value, int | np.integer) or value <= 0):
                 raise EstimatorError(f"train: {name} must be a positive integer, got {value!r}.")
+        self._restored.clear()  # training needs the memory of a checkpoint kept for predict/evaluate
         with self.writer_lock():
             store = self._checkpoints()
             while True:  # each pass past the first moved one damaged checkpoint aside
