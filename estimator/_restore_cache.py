@@ -1,9 +1,11 @@
 """The last restored checkpoint of an Estimator, kept so that reading it again costs no restore.
 
-A committed checkpoint never changes, so ``predict``, ``evaluate``, export and
+A committed checkpoint never changes, so ``predict``, export and
 ``get_variable_value`` on the step they read last reuse its arrays instead of
-restoring them again (each restore reads every array from disk). Only one
-checkpoint is kept (bounded memory); reading another step replaces it. A step
+restoring them again (each restore reads every array from disk); ``evaluate``
+reuses a kept checkpoint but does not keep its own. Only one checkpoint's
+parameters, model state and step are kept (bounded memory); reading another step
+replaces it, and ``train`` drops it. A step
 directory that was deleted and written again (a model_dir retrained from
 scratch) has another inode or mtime and is restored anew.
 """
@@ -11,6 +13,7 @@ scratch) has another inode or mtime and is restored anew.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,11 @@ def _identity(store: CheckpointStore, step: int) -> tuple[Any, ...]:
     return (os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
 
 
+def _servable_part(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What predict, evaluate, export and the variables read: not the optimizer state (less memory kept)."""
+    return {key: state[key] for key in ("params", "model_state", "step") if key in state}
+
+
 class RestoreCache:
     """The state arrays (and flat variables) of the checkpoint restored last."""
 
@@ -36,16 +44,20 @@ class RestoreCache:
         self._key: tuple[Any, ...] | None = None
         self._state: Any = None
         self._variables: dict[str, np.ndarray] | None = None
-        self.restores = 0  # restores done (a test observes the reuse through it)
 
-    def arrays(self, store: CheckpointStore, step: int) -> Any:
-        """``store.restore_arrays(step)``, restored only when it is not the checkpoint read last."""
+    def arrays(self, store: CheckpointStore, step: int, keep: bool = True) -> Any:
+        """The params, model state and step of ``step``, restored only when it is not the kept checkpoint.
+
+        ``keep``: a restored checkpoint replaces the kept one (else it is only returned).
+        """
         key = _identity(store, step)
-        if key != self._key or key[1] is None:
-            self.clear()  # first: the old state is freed before the new one is read
-            self._state = store.restore_arrays(step)
-            self._key = key
-            self.restores += 1
+        if key == self._key and key[1] is not None:
+            return self._state
+        if not keep:
+            return _servable_part(store.restore_arrays(step))
+        self.clear()  # first: the old state is freed before the new one is read
+        self._state = _servable_part(store.restore_arrays(step))
+        self._key = key
         return self._state
 
     def latest(self, store: CheckpointStore) -> tuple[int, Any] | None:

@@ -318,16 +318,19 @@ class Estimator:
         step = store.usable_latest_step()
         return None if step is None else store.step_path(step)
 
-    def _read_checkpoint(self, checkpoint_path: str | None) -> tuple[dict[str, Any], str] | None:
-        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none."""
+    def _read_checkpoint(self, checkpoint_path: str | None, keep: bool = True) -> tuple[dict[str, Any], str] | None:
+        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none.
+
+        ``keep``: keep it for the next read (predict, export, variables); evaluate only reuses a kept one.
+        """
         root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
         if checkpoint_path is None and not os.path.isdir(checkpoint_dir(root)):
             return None
         store = self._reader(root)
         if step is not None:
-            return self._restored.arrays(store, step), store.step_path(step)
+            return self._restored.arrays(store, step, keep), store.step_path(step)
         found = self._restored.latest(store) or store.read_latest_arrays(
-            restore=lambda latest: self._restored.arrays(store, latest))
+            restore=lambda latest: self._restored.arrays(store, latest, keep))
         if found is None:
             if checkpoint_path is None:
                 return None
@@ -506,7 +509,9 @@ class Estimator:
         return self._cache["eval_step"], self._cache["eval_merge"]
 
     def _variables_for(self, mode: str, checkpoint_path: str | None, features: Any, labels: Any) -> tuple[Any, Any, int]:
-        found = self._read_checkpoint(checkpoint_path)  # on every process: orbax restores collectively
+        # on every process: orbax restores collectively; an evaluation's checkpoint is not kept (it runs
+        # between training chunks, which need the memory)
+        found = self._read_checkpoint(checkpoint_path, keep=mode == ModeKeys.PREDICT)
         if found is None and features is None:  # no checkpoint and no input here: nothing to run
             return None, None, 0
         if found is None:

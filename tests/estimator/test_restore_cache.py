@@ -52,6 +52,18 @@ def test_predicting_and_reading_variables_again_restores_once(tmp_path, restores
     np.testing.assert_allclose(first, numpy_forward(variables, x), rtol=1e-5, atol=1e-5)
 
 
+
+def test_evaluate_reuses_a_kept_checkpoint_but_keeps_none_itself(tmp_path, restores):
+    _trained(tmp_path, 4)
+    est = Estimator(model_fn, str(tmp_path), config=RunConfig(random_seed=0))
+    restores.clear()
+    est.evaluate(input_fn(n=16))
+    est.evaluate(input_fn(n=16))  # between training chunks: the memory is not held
+    _predict(est)
+    est.evaluate(input_fn(n=16))  # the checkpoint predict kept
+    assert restores == [4, 4, 4]
+
+
 def test_a_newer_checkpoint_is_restored_not_served_from_the_cache(tmp_path, restores):
     est = _trained(tmp_path, 4)
     before = _predict(est)
