@@ -1,6 +1,29 @@
-"""jax-estimator: Estimator-style training, evaluation, export and serving on JAX."""
+"""jax-estimator: Estimator-style training, evaluation, export and serving on JAX.
+
+The canned estimators and heads are also importable from here, as ``tf.estimator.DNNRegressor`` is.
+"""
 
 from estimator import canned, export, feature_column, metrics, nn
+from estimator.canned import (
+    BaselineClassifier,
+    BaselineEstimator,
+    BaselineRegressor,
+    BinaryClassHead,
+    DNNClassifier,
+    DNNEstimator,
+    DNNLinearCombinedClassifier,
+    DNNLinearCombinedEstimator,
+    DNNLinearCombinedRegressor,
+    DNNRegressor,
+    Head,
+    HeadError,
+    LinearClassifier,
+    LinearEstimator,
+    LinearRegressor,
+    MultiClassHead,
+    MultiLabelHead,
+    RegressionHead,
+)
 from estimator.checkpoint import (
     CheckpointCorruptError,
     CheckpointMismatchError,
@@ -25,6 +48,7 @@ from estimator.hooks import (
     stop_if_no_decrease_hook,
     stop_if_no_increase_hook,
 )
+from estimator.keys import MetricKeys, PredictionKeys
 from estimator.model_dir_lock import ModelDirLockError
 from estimator.run_config import RunConfig, RunConfigError
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
@@ -33,11 +57,21 @@ from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
 from estimator.warm_start import WarmStartError, WarmStartSettings
 
 __all__ = [
+    "BaselineClassifier",
+    "BaselineEstimator",
+    "BaselineRegressor",
     "BestExporter",
+    "BinaryClassHead",
     "CheckpointCorruptError",
     "CheckpointMismatchError",
     "CheckpointNotFoundError",
     "CheckpointWriteError",
+    "DNNClassifier",
+    "DNNEstimator",
+    "DNNLinearCombinedClassifier",
+    "DNNLinearCombinedEstimator",
+    "DNNLinearCombinedRegressor",
+    "DNNRegressor",
     "EarlyStoppingHook",
     "Estimator",
     "EstimatorError",
@@ -48,17 +82,27 @@ __all__ = [
     "Exporter",
     "ExporterError",
     "FinalExporter",
+    "Head",
+    "HeadError",
     "Hook",
     "InputContext",
     "LatestExporter",
+    "LinearClassifier",
+    "LinearEstimator",
+    "LinearRegressor",
     "LoggingHook",
     "ModeKeys",
     "ModelDirLockError",
     "ModelFnError",
+    "MetricKeys",
+    "MultiClassHead",
+    "MultiLabelHead",
     "NanLossDuringTrainingError",
     "NanLossHook",
     "ProfilerHook",
     "ProgressHook",
+    "PredictionKeys",
+    "RegressionHead",
     "RunConfig",
     "RunConfigError",
     "RunContext",

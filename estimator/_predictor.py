@@ -25,6 +25,7 @@ import numpy as np
 from jax import export as jax_export
 
 from estimator._export_dir import SIGNATURE_FILE
+from estimator.keys import PredictionKeys
 
 STRING = "string"
 
@@ -466,7 +467,7 @@ def _read_variables(files: _ExportFiles, exported: jax_export.Exported) -> list[
 def _class_names(description: Mapping[str, Any], outputs: Mapping[str, Any], where: str) -> np.ndarray | None:
     """The class names a classifier export maps ``class_ids`` to (bytes, as Estimator.predict yields)."""
     names = description.get("class_names", description.get("label_vocabulary"))
-    if names is None or not ({"class_ids", "all_class_ids"} & outputs.keys()):
+    if names is None or not ({PredictionKeys.CLASS_IDS, PredictionKeys.ALL_CLASS_IDS} & outputs.keys()):
         return None
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ExportFormatError(f"{where}: class_names must be a non-empty list of strings.")
@@ -512,7 +513,7 @@ class Predictor:
         self._variables = jax.device_put(_read_variables(files, self._exported))
         self._outputs = dict(self.signature["outputs"])
         if self._class_names is not None:
-            for ids, names in (("class_ids", "classes"), ("all_class_ids", "all_classes")):
+            for ids, names in ((PredictionKeys.CLASS_IDS, PredictionKeys.CLASSES), (PredictionKeys.ALL_CLASS_IDS, PredictionKeys.ALL_CLASSES)):
                 if ids in self._outputs:
                     self._outputs[names] = {"dtype": STRING, "shape": self._outputs[ids]["shape"]}
         self._compiled: dict[int, Any] = {}
@@ -531,12 +532,12 @@ class Predictor:
     @property
     def is_classifier(self) -> bool:
         """Whether predictions carry class names and probabilities (TF Serving's :classify)."""
-        return self._class_names is not None and "probabilities" in self._outputs and "all_classes" in self._outputs
+        return self._class_names is not None and PredictionKeys.PROBABILITIES in self._outputs and PredictionKeys.ALL_CLASSES in self._outputs
 
     @property
     def is_regressor(self) -> bool:
         """Whether predictions have one number per example under ``predictions`` (TF Serving's :regress)."""
-        spec = self._outputs.get("predictions")
+        spec = self._outputs.get(PredictionKeys.PREDICTIONS)
         return spec is not None and spec["dtype"] != STRING and spec["shape"] in ([], [1])
 
     def __call__(self, features: Mapping[str, Any] | Sequence[Any]) -> dict[str, np.ndarray]:
@@ -570,10 +571,10 @@ class Predictor:
         outs = self._compiled_for(size)(self._variables, features)
         outs = {k: np.asarray(v)[:n] for k, v in outs.items()}
         if self._class_names is not None:
-            if "class_ids" in outs:
-                outs["classes"] = self._class_names[outs["class_ids"]]
-            if "all_class_ids" in outs:
-                outs["all_classes"] = self._class_names[outs["all_class_ids"]]
+            if PredictionKeys.CLASS_IDS in outs:
+                outs[PredictionKeys.CLASSES] = self._class_names[outs[PredictionKeys.CLASS_IDS]]
+            if PredictionKeys.ALL_CLASS_IDS in outs:
+                outs[PredictionKeys.ALL_CLASSES] = self._class_names[outs[PredictionKeys.ALL_CLASS_IDS]]
         return outs
 
     def warmup(self, max_batch: int) -> None:

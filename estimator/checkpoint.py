@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -335,12 +335,16 @@ class CheckpointStore:
             raise self._corrupt(step, error) from error
         return restored["state"]
 
-    def read_latest_arrays(self) -> tuple[int, Any] | None:
-        """``(step, state)`` of the newest checkpoint that reads back, falling back past damaged ones; a reader's view."""
+    def read_latest_arrays(self, restore: Callable[[int], Any] | None = None) -> tuple[int, Any] | None:
+        """``(step, state)`` of the newest checkpoint that reads back, falling back past damaged ones; a reader's view.
+
+        ``restore`` (default ``restore_arrays``) reads one step; the Estimator passes its cache.
+        """
+        restore = restore or self.restore_arrays
         step = self.usable_latest_step()
         while step is not None:
             try:
-                return step, self.restore_arrays(step)
+                return step, restore(step)
             except CheckpointCorruptError as error:
                 older = [s for s in self.all_steps() if s < step]
                 log.warning("%s Falling back to %s.", error, self.step_path(older[-1]) if older else "nothing")

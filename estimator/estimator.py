@@ -25,6 +25,7 @@ import optax
 
 from estimator import _eval_results, _legacy_hooks, distribute, nn, train_core
 from estimator._prefetch import Prefetcher
+from estimator._restore_cache import RestoreCache
 from estimator.checkpoint import (
     CheckpointStore,
     checkpoint_dir,
@@ -130,6 +131,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         self._cache: dict[Any, Any] = {}
         self._store: CheckpointStore | None = None
         self._readers: dict[str, CheckpointStore] = {}
+        self._restored = RestoreCache()  # the checkpoint read last, reused while it is read again
         self._lock = ModelDirLock(self._model_dir, config.model_dir_lock_timeout_secs, config.break_model_dir_lock)
 
     # ------------------------------------------------------------------ properties
@@ -272,15 +274,19 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         step = store.usable_latest_step()
         return None if step is None else store.step_path(step)
 
-    def _read_checkpoint(self, checkpoint_path: str | None) -> tuple[dict[str, Any], str] | None:
-        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none."""
+    def _read_checkpoint(self, checkpoint_path: str | None, keep: bool = True) -> tuple[dict[str, Any], str] | None:
+        """``(state arrays, path)`` of the given or latest checkpoint, None when model_dir has none.
+
+        ``keep``: keep it for the next read (predict, export, variables); evaluate only reuses a kept one.
+        """
         root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
         if checkpoint_path is None and not os.path.isdir(checkpoint_dir(root)):
             return None
         store = self._reader(root)
         if step is not None:
-            return store.restore_arrays(step), store.step_path(step)
-        found = store.read_latest_arrays()
+            return self._restored.arrays(store, step, keep), store.step_path(step)
+        found = self._restored.latest(store) or store.read_latest_arrays(
+            restore=lambda latest: self._restored.arrays(store, latest, keep))
         if found is None:
             if checkpoint_path is None:
                 return None
@@ -302,10 +308,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         found = self._read_checkpoint(None)
         if found is None:
             raise EstimatorError(f"No checkpoint in {self._model_dir}: train first, or point model_dir at one.")
-        state, _ = found
-        flat = {**nn.flatten_names(state.get("model_state") or {}), **nn.flatten_names(state["params"])}
-        flat["global_step"] = state["step"]
-        return {k: np.asarray(v) for k, v in flat.items()}
+        return self._restored.variables(found[0])
 
     # ------------------------------------------------------------------ fresh state
     def _fresh_variables(self, mode: str, features: Any, labels: Any) -> tuple[Any, Any, Any]:
@@ -356,6 +359,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (not isinstance(value, int | np.integer) or value <= 0):
                 raise EstimatorError(f"train: {name} must be a positive integer, got {value!r}.")
+        self._restored.clear()  # training needs the memory of a checkpoint kept for predict/evaluate
         return run_training(self, input_fn, list(hooks or []), steps, max_steps)
 
     # ------------------------------------------------------------------ evaluate
@@ -376,7 +380,9 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         return self._cache["eval_step"], self._cache["eval_merge"]
 
     def _variables_for(self, mode: str, checkpoint_path: str | None, features: Any, labels: Any) -> tuple[Any, Any, int]:
-        found = self._read_checkpoint(checkpoint_path)  # on every process: orbax restores collectively
+        # on every process: orbax restores collectively; an evaluation's checkpoint is not kept (it runs
+        # between training chunks, which need the memory)
+        found = self._read_checkpoint(checkpoint_path, keep=mode == ModeKeys.PREDICT)
         if found is None and features is None:  # no checkpoint and no input here: nothing to run
             return None, None, 0
         if found is None:

@@ -16,6 +16,7 @@ from typing import Any
 from estimator._export_dir import garbage_collect
 from estimator.eval_history import read_eval_history
 from estimator.export import Exportable, export_saved_model
+from estimator.keys import MetricKeys
 
 BEST_EVAL_FILE = "best_eval.json"
 
@@ -107,7 +108,7 @@ class BestExporter(Exporter):
         name: str = "best_exporter",
         serving_input: Any = None,
         compare_fn: Callable[[Mapping, Mapping], bool] | None = None,
-        metric_key: str = "average_loss",
+        metric_key: str = MetricKeys.AVERAGE_LOSS,
         exports_to_keep: int | None = 5,
         as_text: bool = False,
         eval_name: str | None = None,

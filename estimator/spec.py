@@ -34,9 +34,8 @@ class EstimatorSpec(NamedTuple):
         of ``loss``; required in TRAIN (it plays tf.estimator's ``train_op``).
       eval_metrics: dict of name -> ``estimator.metrics.MetricOp`` (the metric
         and this batch's state); merged over all batches by ``evaluate``.
-      export_outputs: dict of output name -> array for serving; defaults to
-        ``predictions``.
-      extra_losses: unused by the loops; kept for user bookkeeping.
+
+    Exports serve ``predictions`` (tf's ``export_outputs`` has no counterpart).
     """
 
     mode: str
@@ -44,8 +43,6 @@ class EstimatorSpec(NamedTuple):
     loss: Any = None
     optimizer: optax.GradientTransformation | None = None
     eval_metrics: Mapping[str, Any] | None = None
-    export_outputs: Mapping[str, Any] | None = None
-    extra_losses: Any = None
 
     def validate(self) -> EstimatorSpec:
         """Checks the spec has what its mode needs; returns it, or raises EstimatorSpecError."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from input_pipelines.dataset import _Iterator
+from input_pipelines._base import _Iterator
 
 _ITEM, _END, _ERROR = 0, 1, 2
 

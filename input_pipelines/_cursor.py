@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from input_pipelines import _structure as st
-from input_pipelines.dataset import _Iterator
+from input_pipelines._base import _Iterator
 from input_pipelines.errors import StateError
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from input_pipelines import _structure as st
+from input_pipelines._base import _Context, _Iterator
 from input_pipelines._cursor import RowCursor
-from input_pipelines.dataset import Dataset, _Context, _Iterator
+from input_pipelines.dataset import Dataset
 
 
 class Batch(Dataset):

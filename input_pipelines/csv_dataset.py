@@ -38,9 +38,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from input_pipelines._arrow import _NUMERIC, to_numpy
+from input_pipelines._base import _Context, _Iterator, _Stats
 from input_pipelines._csv_records import Block, BlockReader, compression_of, record_starts
 from input_pipelines.csv_columns import CsvSpec, check_header, read_header, resolve_spec
-from input_pipelines.dataset import Dataset, _Context, _Iterator, _Stats
+from input_pipelines.dataset import Dataset
 from input_pipelines.errors import DataFormatError, NoFilesMatchError
 
 logger = logging.getLogger("input_pipelines")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from input_pipelines import _structure as st
+from input_pipelines._base import _Context, _Stats
 from input_pipelines._cursor import RowCursor
 from input_pipelines._seeds import Seeds
-from input_pipelines.dataset import Dataset, _Context, _Stats
+from input_pipelines.dataset import Dataset
 from input_pipelines.errors import StateError
 
 STATE_VERSION = 1

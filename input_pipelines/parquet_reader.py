@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from input_pipelines._arrow import to_numpy
-from input_pipelines.dataset import Dataset, _Context, _Iterator
+from input_pipelines._base import _Context, _Iterator
+from input_pipelines.dataset import Dataset
 from input_pipelines.errors import DataFormatError, NoFilesMatchError, UnreadableFileError
 
 

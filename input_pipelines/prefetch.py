@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from input_pipelines._background import Background
-from input_pipelines.dataset import Dataset, _Context, _Iterator
+from input_pipelines._base import _Context, _Iterator
+from input_pipelines.dataset import Dataset
 
 
 class Prefetch(Dataset):

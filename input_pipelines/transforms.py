@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from input_pipelines import _structure as st
-from input_pipelines.dataset import Dataset, _Context, _Iterator
+from input_pipelines._base import _Context, _Iterator
+from input_pipelines.dataset import Dataset
 from input_pipelines.errors import StructureError
 
 

@@ -11,35 +11,48 @@ from __future__ import annotations
 import dataclasses
 import glob
 import importlib
+import json
 import os
-from typing import Any, Literal
+import re
+import typing
+from typing import Any
 
-from estimator import RunConfig, RunConfigError
+from estimator import ModeKeys, RunConfig, RunConfigError
 from estimator.config import ConfigError, bounded, build, load_raw
+from estimator.training import EvalSpec, continuous_evaluate
 
 MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
 EXPORTERS = ("best", "final", "latest")
 
 
-@dataclasses.dataclass
-class RunSection:
-    """``run:``: where the model lives and the RunConfig fields a config may set (see RunConfig)."""
+# RunConfig fields a task's run: section leaves out: the model section sets the first two where a
+# model supports them (transformer_lm), the launcher or environment the multi-process ones.
+_RUN_FIELDS_SET_ELSEWHERE = ("compute_dtype", "gradient_accumulation_steps", "coordinator_address",
+                             "num_processes", "process_id")
 
-    model_dir: str = "runs/model"
-    random_seed: int = 0
-    save_checkpoints_steps: int | None = bounded(1000, minimum=1)
-    save_summary_steps: int = bounded(100, minimum=1)
-    log_step_count_steps: int = bounded(100, minimum=1)
-    keep_checkpoint_max: int = bounded(5, minimum=1)
-    steps_per_loop: int = bounded(1, minimum=1)
-    param_sharding: Literal["replicated", "fsdp"] = "replicated"
-    prefetch_batches: int = bounded(2, minimum=0)
-    model_dir_lock_timeout_secs: float = bounded(3600.0, above=0)
-    break_model_dir_lock: bool = False
 
-    def run_config(self) -> RunConfig:
-        """The RunConfig these settings describe."""
-        return RunConfig(**dataclasses.asdict(self))
+def _run_config(self) -> RunConfig:
+    """The RunConfig these settings describe."""
+    return RunConfig(**dataclasses.asdict(self))
+
+
+def _run_section() -> type:
+    """``run:``'s schema: RunConfig's own fields, types and defaults (one set of defaults).
+
+    Only ``model_dir`` differs: a task always writes somewhere, ``runs/model`` unless set.
+    RunConfig's checks validate the values (``_check_run`` names the key).
+    """
+    hints = typing.get_type_hints(RunConfig)
+    fields = [(f.name, hints[f.name], dataclasses.field(default=f.default)) for f in dataclasses.fields(RunConfig)
+              if f.name not in _RUN_FIELDS_SET_ELSEWHERE and f.name != "model_dir"]
+    fields.insert(0, ("model_dir", str, dataclasses.field(default="runs/model")))
+    doc = "``run:``: where the model lives and the RunConfig fields a config may set (see RunConfig)."
+    section = dataclasses.make_dataclass("RunSection", fields, namespace={"__doc__": doc, "run_config": _run_config})
+    section.__module__ = __name__
+    return section
+
+
+RunSection = _run_section()
 
 
 @dataclasses.dataclass
@@ -137,7 +150,9 @@ def _check_run(config: TaskConfig) -> None:
     try:
         config.run.run_config()
     except RunConfigError as error:  # "RunConfig.x ..." is key "run.x" here
-        raise ConfigError(f"config key {str(error).replace('RunConfig.', 'run.', 1)}") from None
+        field = re.match(r"RunConfig\.(\w+) (.*)", str(error), re.S)
+        message = f"config key 'run.{field[1]}' {field[2]}" if field else f"config section 'run': {error}"
+        raise ConfigError(message) from None
     model_dir = os.path.expanduser(config.run.model_dir)
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise ConfigError(f"config key 'run.model_dir' = {config.run.model_dir!r} is a file, not a directory.")
@@ -181,6 +196,22 @@ def exporters(config: TaskConfig) -> list[Any]:
         "final": lambda: FinalExporter("final", spec),
     }
     return [makers[name]() for name in config.export.exporters]
+
+
+def evaluate_continuously(config: TaskConfig, poll_secs: float, timeout_secs: float | None) -> int:
+    """The continuous evaluator of ``config`` (scripts/evaluate.py --continuous, the TF_CONFIG evaluator task).
+
+    Evaluates each new checkpoint until ``train.max_steps`` is evaluated, runs the
+    exporters after each evaluation, prints the last metrics and exports as JSON;
+    returns the exit code (1 when nothing was evaluated).
+    """
+    est = build_estimator(config)
+    spec = EvalSpec(input_fn(config, ModeKeys.EVAL), steps=config.eval.steps, name=config.eval.name,
+                    exporters=exporters(config), start_delay_secs=0, throttle_secs=0)
+    metrics, exports = continuous_evaluate(est, spec, config.train.max_steps, poll_secs=poll_secs,
+                                           timeout_secs=timeout_secs)
+    print(json.dumps({"metrics": metrics, "exports": exports}, indent=2, default=float))
+    return 0 if metrics is not None else 1
 
 
 def argument_parser(description: str) -> Any:

@@ -42,18 +42,13 @@ import functools
 import glob
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from make_taxi_data import COURSE_COLUMNS, write_taxi_shards  # noqa: E402
-
-NUMERIC = COURSE_COLUMNS[:6]
+from models.benchmarking import NUMERIC, SCAN, csv_input_fn, run_child, taxi_mlp_fn, train_config
+from models.taxi_data import COURSE_COLUMNS, write_taxi_shards
 
 
 def generate_shards(out_dir: str, rows: int, shards: int, seed: int = 0) -> str:
@@ -154,50 +149,14 @@ READERS = (1, 2, 4, 8)
 for _n in READERS:
     READ_METHODS[f"pipeline_readers_{_n}"] = functools.partial(_pipeline, readers=_n)
 
-WARM_STEPS, SCAN = 100, 50
-
-
-def taxi_mlp_fn(features, labels, mode):
-    """The benchmark's taxi model: an MLP over the raw columns plus the coordinate differences."""
-    import jax.numpy as jnp
-    import optax
-
-    from estimator import EstimatorSpec, ModeKeys, nn
-
-    columns = [features[c] for c in NUMERIC[1:]]
-    columns += [features["pickuplat"] - features["dropofflat"], features["pickuplon"] - features["dropofflon"]]
-    h = nn.Dense(64, activation="relu", name="hidden_0")(jnp.stack(columns, axis=1))
-    h = nn.Dense(32, activation="relu", name="hidden_1")(h)
-    fare = nn.Dense(1, name="fare")(h)[:, 0]
-    if mode == ModeKeys.PREDICT:
-        return EstimatorSpec(mode, predictions={"fare": fare})
-    return EstimatorSpec(mode, loss=jnp.mean((fare - labels) ** 2), optimizer=optax.adam(1e-3))
-
-
-def csv_input_fn(pattern: str, batch_size: int, num_epochs: int | None = None, num_parallel_reads: int | None = None):
-    """An input_fn over the taxi shards: parse + shuffle 10k rows + batches of float32 arrays."""
-    from input_pipelines import make_csv_dataset
-
-    return lambda: make_csv_dataset(pattern, batch_size, column_names=COURSE_COLUMNS,
-                                    column_defaults=[0.0] * 6, select_columns=NUMERIC,
-                                    label_name="fare_amount", header=False, num_epochs=num_epochs, seed=0,
-                                    num_parallel_reads=num_parallel_reads)
-
-
-def train_config(model_dir: str):
-    """The RunConfig of the training rows: 50 steps per device call, no checkpoints or summaries."""
-    from estimator import RunConfig
-
-    return RunConfig(model_dir=model_dir, steps_per_loop=SCAN, save_checkpoints_steps=10**9,
-                     save_summary_steps=10**9, log_step_count_steps=10**9)
+WARM_STEPS = 100
 
 
 def _train_from_csv(pattern: str, batch_size: int, steps: int) -> tuple[float, float]:
     import logging
 
-    from _bench import SpanTimer
-
     from estimator import Estimator
+    from models.benchmarking import SpanTimer
 
     logging.getLogger("estimator").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as model_dir:
@@ -282,19 +241,6 @@ TRAIN_METHODS: dict[str, Callable[[str, int, int], tuple[float, float]]] = {
 }
 METHODS = [*READ_METHODS, *TRAIN_METHODS]
 DEFAULT_METHODS = [m for m in METHODS if not m.startswith("pipeline_readers_")]
-
-
-def run_child(args: Sequence[str]) -> tuple[dict[str, Any], float, float]:
-    """Run `python args` and return (its last JSON output line, peak RSS in MB, CPU seconds)."""
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"child {args} failed with exit code {proc.returncode}")
-    cpu = usage.ru_utime + usage.ru_stime
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024, cpu
 
 
 def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: int = 2000) -> dict[str, Any]:

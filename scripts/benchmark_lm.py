@@ -30,10 +30,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from _bench import SpanTimer
 
 from estimator import ModeKeys, RunConfig, nn
 from models import transformer_lm as lm
+from models.benchmarking import SpanTimer
 
 # Dense peak TFLOP/s by device-kind substring and compute dtype (vendor datasheets, SXM parts).
 PEAK_TFLOPS = {

@@ -24,10 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from benchmark_input import csv_input_fn, run_child, taxi_mlp_fn, train_config  # noqa: E402
-from make_taxi_data import write_taxi_shards  # noqa: E402
+from models.benchmarking import csv_input_fn, run_child, taxi_mlp_fn, train_config
+from models.taxi_data import write_taxi_shards
 
 BYTES_PER_ROW = 56  # average size of a synthetic taxi row in the course's CSV format
 

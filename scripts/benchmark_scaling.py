@@ -41,13 +41,11 @@ def _child(model_dir: str, per_device_batch: int, warm: int, steps: int, steps_p
 
     import numpy as np
 
-    sys.path.insert(0, HERE)
-    from _bench import SpanTimer
-    from make_taxi_data import synthesize_trips
-
     from estimator import RunConfig
     from input_pipelines import Dataset
     from models import taxi_fare
+    from models.benchmarking import SpanTimer
+    from models.taxi_data import synthesize_trips
 
     logging.basicConfig(level=logging.WARNING)
     config = RunConfig(model_dir=model_dir, steps_per_loop=steps_per_loop, save_summary_steps=10**9,

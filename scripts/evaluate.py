@@ -15,19 +15,7 @@ import json
 import sys
 
 from estimator import ModeKeys
-from estimator.training import EvalSpec, continuous_evaluate
 from models import task
-
-
-def run_continuous(config: task.TaskConfig, poll_secs: float, timeout_secs: float | None) -> int:
-    """The continuous evaluator of ``config``; prints the last metrics and exports; returns the exit code."""
-    est = task.build_estimator(config)
-    spec = EvalSpec(task.input_fn(config, ModeKeys.EVAL), steps=config.eval.steps, name=config.eval.name,
-                    exporters=task.exporters(config), start_delay_secs=0, throttle_secs=0)
-    metrics, exports = continuous_evaluate(est, spec, config.train.max_steps, poll_secs=poll_secs,
-                                           timeout_secs=timeout_secs)
-    print(json.dumps({"metrics": metrics, "exports": exports}, indent=2, default=float))
-    return 0 if metrics is not None else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.continuous:
         if args.checkpoint:
             parser.error("--checkpoint and --continuous exclude each other.")
-        return run_continuous(config, args.poll_secs, args.timeout_secs)
+        return task.evaluate_continuously(config, args.poll_secs, args.timeout_secs)
     est = task.build_estimator(config)
     metrics = est.evaluate(task.input_fn(config, ModeKeys.EVAL), steps=config.eval.steps,
                            checkpoint_path=args.checkpoint, name=config.eval.name)

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from benchmark_input import NUMERIC  # noqa: E402
-from make_taxi_data import COURSE_COLUMNS  # noqa: E402
+from models.benchmarking import NUMERIC
+from models.taxi_data import COURSE_COLUMNS
 
 STAGES = (  # (module, class, method, label)
     ("input_pipelines.csv_dataset", "_Parser", "table", "pyarrow parse"),

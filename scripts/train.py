@@ -31,9 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the whole job; returns the process exit code."""
     config = task.config_from_args(task.argument_parser(__doc__).parse_args(argv))
     if distribute.is_evaluator():  # the TF_CONFIG "evaluator" task evaluates while the others train
-        from evaluate import run_continuous
-
-        return run_continuous(config, poll_secs=5.0, timeout_secs=None)
+        return task.evaluate_continuously(config, poll_secs=5.0, timeout_secs=None)
     est = task.build_estimator(config)
     with est.writer_lock():  # a second trainer on this model_dir fails here, before touching config.yaml
         config_lib.dump(config.to_dict(), os.path.join(est.model_dir, "config.yaml"))

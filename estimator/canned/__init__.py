@@ -18,11 +18,13 @@ from estimator.canned.head import (
 )
 from estimator.canned.linear import LinearClassifier, LinearEstimator, LinearRegressor
 from estimator.canned.optimizers import OptimizerError, ftrl, get_optimizer
+from estimator.keys import MetricKeys, PredictionKeys
 
 __all__ = [
     "BaselineClassifier", "BaselineEstimator", "BaselineRegressor", "BinaryClassHead", "DNNClassifier",
     "DNNEstimator", "DNNLinearCombinedClassifier", "DNNLinearCombinedEstimator", "DNNLinearCombinedRegressor",
     "DNNRegressor", "Head", "HeadError", "LinearClassifier", "LinearEstimator", "LinearRegressor",
-    "LossReduction", "MultiClassHead", "MultiLabelHead", "OptimizerError", "RegressionHead", "ftrl",
+    "LossReduction", "MetricKeys", "MultiClassHead", "MultiLabelHead", "OptimizerError", "PredictionKeys",
+    "RegressionHead", "ftrl",
     "get_optimizer",
 ]

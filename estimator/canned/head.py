@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from estimator import metrics as metrics_lib
+from estimator.keys import MetricKeys, PredictionKeys
 from estimator.spec import EstimatorSpec, ModeKeys
 
 __all__ = [
@@ -75,7 +76,8 @@ class Head:
     """Base head: weights, loss reduction, EstimatorSpec assembly. Subclasses define the rest.
 
     Subclasses implement ``logits_dimension``, ``_labels`` (device-side shaping),
-    ``_unreduced_loss``, ``predictions`` and ``_metrics``.
+    ``_unreduced_loss``, ``predictions`` and ``_metrics``. A ``name`` (as in tf) ends
+    every metric key of the head in ``"/<name>"`` (``average_loss/<name>``).
     """
 
     logits_dimension: int = 1
@@ -145,12 +147,19 @@ class Head:
         values = jnp.asarray(self.loss_fn(labels, logits), jnp.float32)
         return values.reshape(values.shape[0], -1)
 
-    def loss(self, labels: Any, logits: jax.Array, features: Mapping[str, Any]) -> jax.Array:
-        """The training loss: weighted per-example losses reduced by ``loss_reduction``."""
-        logits = self._check_logits(logits)
+    def _weighted_losses(self, labels: Any, logits: jax.Array,
+                         features: Mapping[str, Any]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(labels, weights, per-example losses)`` of checked ``logits``, all ``[batch, ...]``."""
         labels = self._labels(labels, logits)
-        unreduced = self._loss_values(labels, logits)
-        return self._reduce(unreduced, self._weights(features, logits.shape[0]))
+        return labels, self._weights(features, logits.shape[0]), self._loss_values(labels, logits)
+
+    def loss(self, labels: Any, logits: jax.Array, features: Mapping[str, Any]) -> jax.Array:
+        """The training loss (tf's ``Head.loss``): weighted per-example losses reduced by ``loss_reduction``.
+
+        ``create_estimator_spec`` takes its loss from here.
+        """
+        _, weights, unreduced = self._weighted_losses(labels, self._check_logits(logits), features)
+        return self._reduce(unreduced, weights)
 
     def _reduce(self, unreduced: jax.Array, weights: jax.Array) -> jax.Array:
         total = jnp.sum(unreduced * weights)
@@ -169,15 +178,15 @@ class Head:
         if labels is None:
             raise HeadError(f"{type(self).__name__}: labels are required in mode {mode!r}; "
                             "the input_fn must yield (features, labels).")
-        labels = self._labels(labels, logits)
-        weights = self._weights(features, logits.shape[0])
-        unreduced = self._loss_values(labels, logits)
-        loss = self._reduce(unreduced, weights)
+        loss = self.loss(labels, logits, features)
         if regularization_losses:
             loss = loss + sum(jnp.asarray(r, jnp.float32) for r in regularization_losses)
         if mode == ModeKeys.TRAIN:
             return EstimatorSpec(mode, predictions=predictions, loss=loss, optimizer=optimizer)
+        labels, weights, unreduced = self._weighted_losses(labels, logits, features)  # XLA computes them once
         eval_metrics = self._metrics(labels, logits, predictions, unreduced, weights)
+        if self.name:  # tf: a named head's metric keys end in "/<name>"
+            eval_metrics = {f"{key}/{self.name}": op for key, op in eval_metrics.items()}
         return EstimatorSpec(mode, predictions=predictions, loss=loss, eval_metrics=eval_metrics)
 
 
@@ -259,14 +268,14 @@ class RegressionHead(Head):
     def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
         logits = self._check_logits(logits)
         if self.inverse_link_fn is None:
-            return {"predictions": logits}
-        return {"predictions": self.inverse_link_fn(logits), "logits": logits}
+            return {PredictionKeys.PREDICTIONS: logits}
+        return {PredictionKeys.PREDICTIONS: self.inverse_link_fn(logits), PredictionKeys.LOGITS: logits}
 
     def _metrics(self, labels, logits, predictions, unreduced, weights):
         return {
-            "average_loss": _mean(unreduced, weights),
-            "label/mean": _mean(labels, weights),
-            "prediction/mean": _mean(predictions["predictions"], weights),
+            MetricKeys.AVERAGE_LOSS: _mean(unreduced, weights),
+            MetricKeys.LABEL_MEAN: _mean(labels, weights),
+            MetricKeys.PREDICTION_MEAN: _mean(predictions[PredictionKeys.PREDICTIONS], weights),
         }
 
 
@@ -330,10 +339,10 @@ class _ClassHead(Head):
 
     def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
         out = dict(predictions)
-        if "class_ids" in out:
-            out["classes"] = self._class_names[np.asarray(out["class_ids"])]
-        if "all_class_ids" in out:
-            out["all_classes"] = self._class_names[np.asarray(out["all_class_ids"])]
+        if PredictionKeys.CLASS_IDS in out:
+            out[PredictionKeys.CLASSES] = self._class_names[np.asarray(out[PredictionKeys.CLASS_IDS])]
+        if PredictionKeys.ALL_CLASS_IDS in out:
+            out[PredictionKeys.ALL_CLASSES] = self._class_names[np.asarray(out[PredictionKeys.ALL_CLASS_IDS])]
         return out
 
     def _labels(self, labels: Any, logits: jax.Array, dtype: Any = jnp.int32) -> jax.Array:
@@ -386,26 +395,26 @@ class BinaryClassHead(_ClassHead):
         logits = self._check_logits(logits)
         logistic = jax.nn.sigmoid(logits)
         return {
-            "logits": logits,
-            "logistic": logistic,
-            "probabilities": jnp.concatenate([1.0 - logistic, logistic], axis=1),
-            "class_ids": (logits > 0).astype(jnp.int32),
-            "all_class_ids": self._all_class_ids(logits.shape[0]),
+            PredictionKeys.LOGITS: logits,
+            PredictionKeys.LOGISTIC: logistic,
+            PredictionKeys.PROBABILITIES: jnp.concatenate([1.0 - logistic, logistic], axis=1),
+            PredictionKeys.CLASS_IDS: (logits > 0).astype(jnp.int32),
+            PredictionKeys.ALL_CLASS_IDS: self._all_class_ids(logits.shape[0]),
         }
 
     def _metrics(self, labels, logits, predictions, unreduced, weights):
         y = labels.astype(jnp.float32)
-        class_ids, logistic = predictions["class_ids"], predictions["logistic"]
+        class_ids, logistic = predictions[PredictionKeys.CLASS_IDS], predictions[PredictionKeys.LOGISTIC]
         out = {
-            "accuracy": metrics_lib.Accuracy()(labels, class_ids, weights=weights),
-            "precision": metrics_lib.Precision()(y, class_ids, weights=weights),
-            "recall": metrics_lib.Recall()(y, class_ids, weights=weights),
-            "prediction/mean": _mean(logistic, weights),
-            "label/mean": _mean(y, weights),
-            "accuracy_baseline": _accuracy_baseline()(y, weights=weights),
-            "average_loss": _mean(unreduced, weights),
-            "auc": metrics_lib.AUC(curve="ROC")(y, logistic, weights=weights),
-            "auc_precision_recall": metrics_lib.AUC(curve="PR")(y, logistic, weights=weights),
+            MetricKeys.ACCURACY: metrics_lib.Accuracy()(labels, class_ids, weights=weights),
+            MetricKeys.PRECISION: metrics_lib.Precision()(y, class_ids, weights=weights),
+            MetricKeys.RECALL: metrics_lib.Recall()(y, class_ids, weights=weights),
+            MetricKeys.PREDICTION_MEAN: _mean(logistic, weights),
+            MetricKeys.LABEL_MEAN: _mean(y, weights),
+            MetricKeys.ACCURACY_BASELINE: _accuracy_baseline()(y, weights=weights),
+            MetricKeys.AVERAGE_LOSS: _mean(unreduced, weights),
+            MetricKeys.AUC: metrics_lib.AUC(curve="ROC")(y, logistic, weights=weights),
+            MetricKeys.AUC_PR: metrics_lib.AUC(curve="PR")(y, logistic, weights=weights),
         }
         for t in self.thresholds:
             out[f"accuracy/positive_threshold_{t:g}"] = metrics_lib.Accuracy(t)(y, logistic, weights=weights)
@@ -431,16 +440,16 @@ class MultiClassHead(_ClassHead):
     def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
         logits = self._check_logits(logits)
         return {
-            "logits": logits,
-            "probabilities": jax.nn.softmax(logits, axis=-1),
-            "class_ids": jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None],
-            "all_class_ids": self._all_class_ids(logits.shape[0]),
+            PredictionKeys.LOGITS: logits,
+            PredictionKeys.PROBABILITIES: jax.nn.softmax(logits, axis=-1),
+            PredictionKeys.CLASS_IDS: jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None],
+            PredictionKeys.ALL_CLASS_IDS: self._all_class_ids(logits.shape[0]),
         }
 
     def _metrics(self, labels, logits, predictions, unreduced, weights):
         return {
-            "accuracy": metrics_lib.Accuracy()(labels, predictions["class_ids"], weights=weights),
-            "average_loss": _mean(unreduced, weights),
+            MetricKeys.ACCURACY: metrics_lib.Accuracy()(labels, predictions[PredictionKeys.CLASS_IDS], weights=weights),
+            MetricKeys.AVERAGE_LOSS: _mean(unreduced, weights),
         }
 
 
@@ -480,8 +489,8 @@ class MultiLabelHead(_ClassHead):
 
     def host_predictions(self, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
         out = _ClassHead.host_predictions(self, predictions)
-        if "all_class_ids" in out:  # tf's MultiLabelHead: ``classes`` = every class name, per example
-            out["classes"] = out["all_classes"]
+        if PredictionKeys.ALL_CLASS_IDS in out:  # tf's MultiLabelHead: ``classes`` = every class name, per example
+            out[PredictionKeys.CLASSES] = out[PredictionKeys.ALL_CLASSES]
         return out
 
     def _labels(self, labels: Any, logits: jax.Array) -> jax.Array:
@@ -497,15 +506,15 @@ class MultiLabelHead(_ClassHead):
 
     def predictions(self, logits: jax.Array) -> dict[str, jax.Array]:
         logits = self._check_logits(logits)
-        return {"logits": logits, "probabilities": jax.nn.sigmoid(logits),
-                "all_class_ids": self._all_class_ids(logits.shape[0])}
+        return {PredictionKeys.LOGITS: logits, PredictionKeys.PROBABILITIES: jax.nn.sigmoid(logits),
+                PredictionKeys.ALL_CLASS_IDS: self._all_class_ids(logits.shape[0])}
 
     def _metrics(self, labels, logits, predictions, unreduced, weights):
-        y, p = labels.astype(jnp.float32), predictions["probabilities"]
+        y, p = labels.astype(jnp.float32), predictions[PredictionKeys.PROBABILITIES]
         out = {
-            "average_loss": _mean(unreduced, weights),
-            "auc": metrics_lib.AUC(curve="ROC")(y, p, weights=weights),
-            "auc_precision_recall": metrics_lib.AUC(curve="PR")(y, p, weights=weights),
+            MetricKeys.AVERAGE_LOSS: _mean(unreduced, weights),
+            MetricKeys.AUC: metrics_lib.AUC(curve="ROC")(y, p, weights=weights),
+            MetricKeys.AUC_PR: metrics_lib.AUC(curve="PR")(y, p, weights=weights),
         }
         for t in self.thresholds:
             out[f"accuracy/positive_threshold_{t:g}"] = metrics_lib.Accuracy(t)(y, p, weights=weights)

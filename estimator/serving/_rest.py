@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from estimator.export import is_b64, rest_columns
+from estimator.keys import PredictionKeys
 
 SIGNATURE_NAME = "serving_default"
 
@@ -130,10 +131,10 @@ def format_response(outputs: Mapping[str, np.ndarray], fmt: str) -> dict[str, An
     ``regress``: ``results`` of one number per example.
     """
     if fmt == "classify":
-        classes, scores = _as_lists(outputs["all_classes"]), np.asarray(outputs["probabilities"]).tolist()
+        classes, scores = _as_lists(outputs[PredictionKeys.ALL_CLASSES]), np.asarray(outputs[PredictionKeys.PROBABILITIES]).tolist()
         return {"results": [[list(pair) for pair in zip(c, p, strict=True)] for c, p in zip(classes, scores, strict=True)]}
     if fmt == "regress":
-        return {"results": np.asarray(outputs["predictions"]).reshape(-1).tolist()}
+        return {"results": np.asarray(outputs[PredictionKeys.PREDICTIONS]).reshape(-1).tolist()}
     lists = {k: _as_lists(v) for k, v in outputs.items()}
     if fmt == "rows":
         if len(lists) == 1:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from estimator.checkpoint import CheckpointStore
+from models import taxi_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = os.path.join(ROOT, "tests", "estimator", "_taxi_job.py")
@@ -64,11 +64,8 @@ def _state(model_dir: str, step: int) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def taxi_files(tmp_path_factory) -> str:
     """4 CSV shards x 200 rows of synthetic taxi trips; returns their glob."""
-    spec = importlib.util.spec_from_file_location("make_taxi_data", os.path.join(ROOT, "scripts", "make_taxi_data.py"))
-    make_taxi_data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_taxi_data)
     folder = tmp_path_factory.mktemp("taxi")
-    make_taxi_data.write_taxi_shards(str(folder), rows=800, shards=4, seed=1)
+    taxi_data.write_taxi_shards(str(folder), rows=800, shards=4, seed=1)
     return str(folder / "*.csv")
 
 

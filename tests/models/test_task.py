@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,21 @@ def test_good_edge_values_pass(tmp_path):
     config = task.load_task_config(_config(tmp_path), ["data.batch_size=1", "run.prefetch_batches=0",
                                                        "run.save_checkpoints_steps=null", "eval.steps=null"])
     assert config.data.batch_size == 1 and config.run.run_config().prefetch_batches == 0
+
+
+def test_run_section_has_runconfigs_fields_and_defaults(tmp_path):
+    from estimator import RunConfig
+
+    run = task.load_task_config(_config(tmp_path), [f"run.model_dir={tmp_path / 'm'}"]).run
+    section = {f.name: f.default for f in dataclasses.fields(task.RunSection)}
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    assert set(section) == set(defaults) - set(task._RUN_FIELDS_SET_ELSEWHERE)
+    assert {k: v for k, v in section.items() if k != "model_dir"} == {
+        k: defaults[k] for k in section if k != "model_dir"}
+    assert run.run_config().save_checkpoints_secs is None
+    secs = task.load_task_config(_config(tmp_path), ["run.save_checkpoints_secs=30"])
+    assert secs.run.run_config().save_checkpoints_secs == 30
+    with pytest.raises(ConfigError, match="config section 'run'.*not both"):
+        task.load_task_config(_config(tmp_path), ["run.save_checkpoints_secs=30", "run.save_checkpoints_steps=10"])
+    with pytest.raises(ConfigError, match="unknown config key 'run.compute_dtype'"):
+        task.load_task_config(_config(tmp_path), ["run.compute_dtype=bfloat16"])

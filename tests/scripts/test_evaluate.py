@@ -11,16 +11,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import evaluate  # noqa: E402
-import make_taxi_data  # noqa: E402
 
 from estimator import ModeKeys  # noqa: E402
-from models import task  # noqa: E402
+from models import task, taxi_data  # noqa: E402
 
 
 def test_continuous_evaluates_the_final_step_and_exports(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    make_taxi_data.write_taxi_shards(str(tmp_path / "train"), rows=400, shards=2, seed=1)
-    make_taxi_data.write_taxi_shards(str(tmp_path / "valid"), rows=100, shards=1, seed=2)
+    taxi_data.write_taxi_shards(str(tmp_path / "train"), rows=400, shards=2, seed=1)
+    taxi_data.write_taxi_shards(str(tmp_path / "valid"), rows=100, shards=1, seed=2)
     overrides = [f"run.model_dir={tmp_path / 'model'}", "run.save_checkpoints_steps=2", "run.steps_per_loop=1",
                  f"data.train_files={tmp_path}/train/*.csv", f"data.eval_files={tmp_path}/valid/*.csv",
                  "data.batch_size=16", "train.max_steps=4", "eval.steps=2", "export.exporters=[final]"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -19,10 +18,9 @@ SAMPLE = str(ROOT.parent / "shared" / "data" / "taxifare" / "taxi-train.csv")  #
 
 @pytest.fixture(scope="module")
 def gen():
-    spec = importlib.util.spec_from_file_location("make_taxi_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from models import taxi_data  # the generator behind the script
+
+    return taxi_data
 
 
 def _read(paths, names):

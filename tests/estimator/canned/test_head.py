@@ -248,3 +248,21 @@ def test_sigmoid_loss_gradient_at_zero_logits_is_sigmoid_minus_label(make, logit
     labels = head.host_labels(np.array([[0, 1], [1, 1], [1, 0], [0, 0]])[:, : logits.shape[1]])
     grad = jax.grad(lambda x: head.loss(labels, x, {}))(logits)
     np.testing.assert_allclose(grad, (0.5 - labels) / labels.size, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", [head_lib.LossReduction.SUM_OVER_BATCH_SIZE, head_lib.LossReduction.SUM])
+def test_head_loss_is_the_specs_loss_and_a_name_suffixes_the_metric_keys(reduction):
+    labels, features = np.array([[1], [0], [1], [1]]), {"w": WEIGHTS}
+    plain = head_lib.BinaryClassHead(weight_column="w", loss_reduction=reduction)
+    named = head_lib.BinaryClassHead(weight_column="w", loss_reduction=reduction, name="click")
+    loss, m, _ = _eval(plain, LOGITS, plain.host_labels(labels), features)
+    named_loss, named_m, _ = _eval(named, LOGITS, named.host_labels(labels), features)
+    # oracle: weighted sigmoid cross-entropy in numpy, reduced as loss_reduction says
+    z, x = labels.astype(np.float64), LOGITS.astype(np.float64)
+    xent = np.maximum(x, 0) - x * z + np.log1p(np.exp(-np.abs(x)))
+    total = np.sum(WEIGHTS[:, None] * xent)
+    expected = total if reduction == head_lib.LossReduction.SUM else total / len(x)
+    assert loss == named_loss == pytest.approx(expected, rel=1e-5)
+    assert float(plain.loss(plain.host_labels(labels), LOGITS, features)) == pytest.approx(loss, rel=1e-6)
+    assert set(named_m) == {f"{k}/click" for k in m}
+    assert all(named_m[f"{k}/click"] == pytest.approx(v) for k, v in m.items())

@@ -9,7 +9,7 @@ Sources: ``farmhashna::Hash64`` of google/farmhash (MIT; the function TensorFlow
 ``tensorflow/core/platform/fingerprint.h`` calls ``Fingerprint64``), and
 ``FingerprintCat64`` of that same header. Verified against TensorFlow's
 ``fingerprint_test.cc`` ("Hello" -> 15404698994557526151) and the reference
-vectors of tecnickcom/farmhash64 (tests/estimator/test_feature_column.py).
+vectors of tecnickcom/farmhash64 (tests/estimator/feature_column/test_feature_column.py).
 All arithmetic is uint64 with wrap-around, as in C.
 """
 
