@@ -32,7 +32,7 @@ from estimator.checkpoint import (
 )
 from estimator.distribute import InputContext
 from estimator.estimator import Estimator, EstimatorError, ModelFnError, TrainingInterruptedError
-from estimator.export import ExportError, ServingInput
+from estimator.export import ExportError, Servable, ServingInput
 from estimator.exporter import BestExporter, Exporter, ExporterError, FinalExporter, LatestExporter
 from estimator.hooks import (
     EarlyStoppingHook,
@@ -50,6 +50,7 @@ from estimator.hooks import (
 )
 from estimator.keys import MetricKeys, PredictionKeys
 from estimator.model_dir_lock import ModelDirLockError
+from estimator.preprocessing import FeatureColumnPreprocessing, NoPreprocessing, Preprocessing
 from estimator.run_config import RunConfig, RunConfigError
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.train_core import TrainState
@@ -81,6 +82,7 @@ __all__ = [
     "ExportError",
     "Exporter",
     "ExporterError",
+    "FeatureColumnPreprocessing",
     "FinalExporter",
     "Head",
     "HeadError",
@@ -91,22 +93,25 @@ __all__ = [
     "LinearEstimator",
     "LinearRegressor",
     "LoggingHook",
+    "MetricKeys",
     "ModeKeys",
     "ModelDirLockError",
     "ModelFnError",
-    "MetricKeys",
     "MultiClassHead",
     "MultiLabelHead",
     "NanLossDuringTrainingError",
     "NanLossHook",
+    "NoPreprocessing",
+    "PredictionKeys",
+    "Preprocessing",
     "ProfilerHook",
     "ProgressHook",
-    "PredictionKeys",
     "RegressionHead",
     "RunConfig",
     "RunConfigError",
     "RunContext",
     "RunValues",
+    "Servable",
     "ServingInput",
     "StopAtStepHook",
     "TrainSpec",
