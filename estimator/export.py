@@ -52,6 +52,7 @@ from estimator._predictor import (
     load,
 )
 from estimator._predictor import gather_columns as rest_columns
+from estimator.keys import PredictionKeys
 
 __all__ = [
     "DEFAULT_PLATFORMS",
@@ -62,6 +63,7 @@ __all__ = [
     "Exportable",
     "ExportableFunction",
     "Predictor",
+    "PredictionKeys",
     "PredictorInputError",
     "Servable",
     "ServingInput",

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from estimator.export import is_b64, rest_columns
-from estimator.keys import PredictionKeys
+from estimator.export import PredictionKeys, is_b64, rest_columns
 
 SIGNATURE_NAME = "serving_default"
 
