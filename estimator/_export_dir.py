@@ -25,6 +25,7 @@ from typing import Any
 SIGNATURE_FILE = "saved_model.json"
 FORMAT = "jax-estimator-export"
 FORMAT_VERSION = 2  # 2: the signature's "manifest" lists each file's size and sha256
+STRING = "string"  # the dtype name of a string input or output in the signature
 
 
 class ExportDirError(OSError):

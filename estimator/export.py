@@ -39,19 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import export as jax_export
 
-from estimator._export_dir import FORMAT, FORMAT_VERSION, SIGNATURE_FILE, atomic_export_dir
+from estimator._export_dir import FORMAT, FORMAT_VERSION, SIGNATURE_FILE, STRING, atomic_export_dir
 from estimator._export_dir import incomplete_reason as export_incomplete_reason
-from estimator._predictor import (
-    STRING,
-    ExportError,
-    ExportFormatError,
-    Predictor,
-    PredictorInputError,
-    host_transform,
-    is_b64,
-    load,
-)
-from estimator._predictor import gather_columns as rest_columns
+from estimator._export_reader import ExportError, ExportFormatError
+from estimator._predictor import Predictor, host_transform, load
+from estimator._predictor_inputs import PredictorInputError, is_b64
+from estimator._predictor_inputs import gather_columns as rest_columns
 from estimator.keys import PredictionKeys
 
 __all__ = [

@@ -84,7 +84,7 @@ def _naive_or_ceiling_app(kind: str, model_dir: str):
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from estimator._predictor import convert_columns
+    from estimator._predictor_inputs import convert_columns
     from estimator.export import load
     from estimator.serving import _rest
 
