@@ -2,20 +2,20 @@
 
 The training itself lives in ``train_core`` (the ``TrainState`` pytree, its
 initialisation and the jitted step, free of any Estimator) and ``train_loop``
-(one ``train`` call: resume, steps, hooks, summaries, checkpoints). Checkpoints
-hold the state plus the input iterator's position, so a resumed run continues exactly.
+(one ``train`` call: resume, steps, hooks, summaries, checkpoints), one ``evaluate``
+call in ``eval_loop``, calling ``input_fn`` in ``input_plumbing``. Checkpoints hold
+the state plus the input iterator's position, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import itertools
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -23,21 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from estimator import _eval_results, _legacy_hooks, distribute, nn, train_core
+from estimator import _legacy_hooks, distribute, input_plumbing, nn, train_core
 from estimator._prefetch import Prefetcher
 from estimator._restore_cache import RestoreCache
-from estimator.checkpoint import (
-    CheckpointStore,
-    checkpoint_dir,
-    parse_checkpoint_path,
-)
-from estimator.eval_history import write_eval_result
-from estimator.hooks import Hook, RunContext, RunValues
+from estimator.checkpoint import CheckpointStore, checkpoint_dir, parse_checkpoint_path
+from estimator.eval_loop import run_evaluation
+from estimator.hooks import Hook, RunContext
+from estimator.input_plumbing import accepted_args
 from estimator.model_dir_lock import ModelDirLock, chief_holds
 from estimator.preprocessing import Preprocessing, check_preprocessing
 from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
-from estimator.summary import SummaryWriter
 from estimator.train_loop import TrainingInterruptedError, run_training  # noqa: F401 (re-exported: the old import path)
 from estimator.warm_start import apply_warm_start
 
@@ -55,13 +51,6 @@ class EstimatorError(ValueError):
 
 class ModelFnError(RuntimeError):
     """``model_fn`` raised while being traced; the message names the mode and the features."""
-
-
-def _accepted_args(fn: Callable) -> set[str]:
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return {"params", "mode", "config", "input_context", "labels"}
-    return set(params)
 
 
 def _describe(tree: Any) -> str:
@@ -120,7 +109,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         self._config = config.replace(model_dir=self._model_dir)
         self._params = dict(params or {})
         self._model_fn = model_fn
-        self._model_fn_args = _accepted_args(model_fn)
+        self._model_fn_args = accepted_args(model_fn)
         self._warm_start_from = warm_start_from
         self._given_preprocessing = check_preprocessing(preprocessing)
         self._legacy = _legacy_hooks.overridden(type(self))
@@ -214,35 +203,11 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
 
     # ------------------------------------------------------------------ input
     def _input_iterator(self, input_fn: Callable, mode: str) -> Iterator:
-        args = _accepted_args(input_fn)
-        available = {
-            "params": self.params,
-            "mode": mode,
-            "config": self._config,
-            "input_context": distribute.InputContext.current(),
-        }
-        result = input_fn(**{k: v for k, v in available.items() if k in args})
-        if isinstance(result, Mapping) or (
-            isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping)
-        ):
-            return iter([result])
-        if not isinstance(result, Iterable):
-            raise EstimatorError(
-                f"input_fn returned {type(result).__name__}; it must return an iterable of (features, labels) "
-                "batches (e.g. an input_pipelines Dataset), or one (features, labels) batch."
-            )
-        return iter(result)
+        return input_plumbing.input_iterator(self, input_fn, mode)
 
     def _prefetcher(self, iterator: Iterator, mode: str, group_size: int = 1,
                     max_batches: int | None = None, mesh: Any = None) -> Prefetcher:
-        def features(batch):
-            return _device_ready(self._preprocessing.features(batch), mode, "feature")
-
-        def labels(batch):
-            return _device_ready(self._preprocessing.labels(batch), mode, "label")
-
-        return Prefetcher(iterator, self._mesh if mesh is None else mesh, features, labels, group_size,
-                          max_batches, self._config.prefetch_batches)
+        return input_plumbing.prefetcher(self, iterator, mode, group_size, max_batches, mesh)
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoints(self) -> CheckpointStore:
@@ -363,22 +328,6 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         return run_training(self, input_fn, list(hooks or []), steps, max_steps)
 
     # ------------------------------------------------------------------ evaluate
-    def _eval_functions(self, metrics: Mapping[str, Any]) -> tuple[Callable, Callable]:
-        if "eval_step" not in self._cache:
-            transformed = self._transformed(ModeKeys.EVAL)
-
-            def eval_step(params, model_state, features, labels):
-                spec, _ = transformed.apply(params, model_state, None, features, labels)
-                states = {k: op.state for k, op in (spec.eval_metrics or {}).items()}
-                return spec.loss, states
-
-            def merge(a, b):
-                return {k: metrics[k].merge(a[k], b[k]) for k in a}
-
-            self._cache["eval_step"] = self._jit(eval_step)
-            self._cache["eval_merge"] = self._jit(merge)
-        return self._cache["eval_step"], self._cache["eval_merge"]
-
     def _variables_for(self, mode: str, checkpoint_path: str | None, features: Any, labels: Any) -> tuple[Any, Any, int]:
         # on every process: orbax restores collectively; an evaluation's checkpoint is not kept (it runs
         # between training chunks, which need the memory)
@@ -414,57 +363,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         """
         if steps is not None and steps <= 0:
             raise EstimatorError(f"evaluate: steps must be positive or None, got {steps!r}.")
-        prefetcher = self._prefetcher(self._input_iterator(input_fn, ModeKeys.EVAL), ModeKeys.EVAL,
-                                      max_batches=steps, mesh=self._local_mesh)
-        hooks = list(hooks or [])
-        context = RunContext(self, ModeKeys.EVAL)
-        try:
-            first = next(prefetcher, None)
-            if first is None and jax.process_count() == 1:
-                raise EstimatorError("evaluate: input_fn produced no batches.")
-            params, model_state, step = self._variables_for(ModeKeys.EVAL, checkpoint_path,
-                                                            *(first[:2] if first else (None, None)))
-            # a process without batches never needs the metrics: it takes the others' outcome
-            metrics = self._statics(ModeKeys.EVAL, first.features, first.labels).metrics if first else {}
-            eval_step, merge = self._eval_functions(metrics)
-            for hook in hooks:
-                hook.begin(context, step)
-            loss_sum, batches, merged = 0.0, 0, None
-            group = first
-            while group is not None and not context.stop_requested:
-                for hook in hooks:
-                    hook.before_run(context, step)
-                loss, states = eval_step(params, model_state, group.features, group.labels)
-                merged = states if merged is None else merge(merged, states)
-                loss_sum, batches = loss_sum + loss, batches + 1
-                for hook in hooks:
-                    hook.after_run(context, RunValues(step, loss))
-                group = next(prefetcher, None)
-            for hook in hooks:
-                hook.end(context, step)
-        finally:
-            prefetcher.close()
-        results = _eval_results.combine(metrics, merge, merged, loss_sum, batches, step)
-        if results is None:
-            raise EstimatorError(f"evaluate: input_fn produced no batches on any of the {jax.process_count()} processes.")
-        log.info("Saving dict for global step %d: %s", step,
-                 ", ".join(f"{k} = {v:.6g}" for k, v in sorted(results.items())))
-        self._write_eval_results(results, name)
-        return results
-
-    def _write_eval_results(self, results: dict[str, Any], name: str | None) -> None:
-        """TensorBoard events and the results.jsonl line; a read-only model_dir only gets a warning."""
-        if jax.process_index() != 0:
-            return
-        eval_dir = self.eval_dir(name)
-        try:
-            writer = SummaryWriter(eval_dir)
-            writer.scalars({k: v for k, v in results.items() if k != "global_step"}, results["global_step"])
-            writer.close()
-            write_eval_result(eval_dir, results)
-        except OSError as error:
-            log.warning("Could not record the evaluation in %s (%s); the results are returned but not saved.",
-                        eval_dir, error)
+        return run_evaluation(self, input_fn, steps, list(hooks or []), checkpoint_path, name)
 
     # ------------------------------------------------------------------ predict
     def _predict_fn(self) -> Callable[[Any, Any, Any], Any]:
@@ -571,23 +470,6 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
 
         return export.export_saved_model(self.servable(checkpoint_path), export_dir_base, serving_input,
                                          as_text=as_text)
-
-
-def _device_ready(tree: Any, mode: str, what: str) -> Any:
-    """``tree`` unchanged; an ``EstimatorError`` naming the mode and the key of any string/object array.
-
-    Such arrays cannot be device arrays (JAX's own error names neither).
-    """
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    bad = [(jax.tree_util.keystr(path) or "(the whole batch)", np.asarray(leaf).dtype) for path, leaf in leaves
-           if np.asarray(leaf).dtype.kind in "USOMm"]
-    if bad:
-        names = ", ".join(f"{name} ({dtype})" for name, dtype in bad)
-        raise EstimatorError(
-            f"{mode} input: {what}(s) {names} hold strings or objects, which cannot be sent to the devices. "
-            "Turn them into numbers on the host: a categorical feature column (vocabulary list or hash bucket) "
-            "in a canned estimator, a map in the input pipeline, or drop them from the features.")
-    return tree
 
 
 def _examples(predictions: Any) -> Iterator[Any]:
