@@ -65,7 +65,7 @@ class VersionManager:
     """Loads the newest complete version under ``base_path``; ``refresh()`` polls for changes.
 
     Args:
-      base_path: directory of integer version subdirectories.
+      base_path: directory of integer version subdirectories, or a bucket URL (gs://, s3://).
       make_batcher: builds the batcher of a loaded predictor.
       max_batch_size: largest batch compiled at load time.
       max_load_retries: retries of a version that failed to load (TF Serving's
@@ -75,7 +75,7 @@ class VersionManager:
 
     def __init__(self, base_path: str, make_batcher: Callable[[Predictor], Batcher | Unbatched], max_batch_size: int,
                  max_load_retries: int = 5, retry_backoff_secs: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        self.base_path = base_path
+        self.base_path = fs.absolute(base_path) if fs.is_url(base_path) else base_path  # URLs: no trailing '/'
         self._make_batcher = make_batcher
         self._max_batch_size = max_batch_size
         self._max_retries = max_load_retries

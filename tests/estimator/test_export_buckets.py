@@ -183,3 +183,37 @@ def test_a_missing_bucket_is_named_as_possibly_mistyped(bucket):
         assert "does not exist" in manager.unavailable_reason and "mistyped?" in manager.unavailable_reason
         assert base in manager.unavailable_reason
         assert complete_versions(base) == []
+
+
+def test_polling_a_bucket_costs_one_listing_and_keeps_serving_through_listing_errors(bucket, monkeypatch):
+    base = f"{bucket}/polled"
+    versions = [int(os.path.basename(export_saved_model(_scaler(s), base, {"v": "float32"}))) for s in (1.0, 2.0, 3.0)]
+    calls = {"stat_tree": 0, "read_bytes": 0}
+
+    def counted(name):
+        real = getattr(fs, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(fs, name, counted(name))
+    manager = VersionManager(base, lambda p: None, max_batch_size=2)
+    manager.refresh()
+    assert manager.current.version == versions[-1]
+    for name in calls:
+        calls[name] = 0
+    for _ in range(5):
+        assert manager.refresh() is None
+    assert calls == {"stat_tree": 5, "read_bytes": 0}  # unchanged signatures are not fetched again
+
+    def unreachable(path):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(fs, "stat_tree", unreachable)
+    assert manager.refresh() is None and manager.current.version == versions[-1]  # no false "deleted"
+    fresh = VersionManager(base, lambda p: None, max_batch_size=2)
+    fresh.refresh()
+    assert fresh.current is None and "cannot be listed (ConnectionError: connection refused)" in fresh.unavailable_reason
