@@ -217,3 +217,16 @@ def test_polling_a_bucket_costs_one_listing_and_keeps_serving_through_listing_er
     fresh = VersionManager(base, lambda p: None, max_batch_size=2)
     fresh.refresh()
     assert fresh.current is None and "cannot be listed (ConnectionError: connection refused)" in fresh.unavailable_reason
+
+
+def test_stat_tree_lists_the_same_files_and_sizes_locally_and_on_a_bucket(bucket, tmp_path):
+    names = {"a.bin": b"x" * 7, "sub/b.bin": b"", "sub/deeper/c.bin": b"yz"}
+    for root in (str(tmp_path / "t"), f"{bucket}/t"):
+        for name, data in names.items():
+            fs.write_atomically(fs.join(root, *name.split("/")), data)
+        tree = fs.stat_tree(root)
+        assert {n: size for n, (size, _) in tree.items()} == {n: len(d) for n, d in names.items()}, root
+        fs.write_atomically(fs.join(root, "a.bin"), b"z" * 7)  # same size, rewritten: a new token
+        assert fs.stat_tree(root)["a.bin"][1] != tree["a.bin"][1], root
+        with pytest.raises(FileNotFoundError):
+            fs.stat_tree(fs.join(root, "missing"))
