@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -156,7 +159,14 @@ def test_exporters_keep_n_on_a_bucket_and_stale_claims_are_collected(bucket):
     fs.write_atomically(fs.join(alive, CLAIM_FILE), json.dumps(
         {"host": "elsewhere", "pid": 1, "created_unix": time.time() - STALE_TMP_SECS / 2, "writer": "y"}))
     fs.write_atomically(fs.join(base, str(newest + 3), "saved_model.json.part"), b"{")  # not an exporter's: kept
-    assert remove_stale_tmp(base) == [dead]
+    # a writer on this host that was killed a moment ago
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    crashed = fs.join(base, str(newest + 4))
+    fs.write_atomically(fs.join(crashed, CLAIM_FILE), json.dumps(
+        {"host": socket.gethostname(), "pid": killed.pid, "created_unix": time.time(), "writer": "z"}))
+    assert remove_stale_tmp(base) == [dead, crashed]
     garbage_collect(base, 2)
     assert not fs.exists(dead) and fs.exists(alive) and fs.exists(fs.join(base, str(newest + 3)))
     assert complete_versions(base) == [int(os.path.basename(p)) for p in paths[1:]]
