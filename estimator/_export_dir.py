@@ -202,7 +202,16 @@ def _claim_version(export_dir_base: str) -> str:
     version = _next_version(existing)
     for _ in range(1000):
         final = fs.join(export_dir_base, str(version))
-        if fs.create_exclusively(fs.join(final, CLAIM_FILE), claim):
+        try:
+            claimed = fs.create_exclusively(fs.join(final, CLAIM_FILE), claim)
+        except FileNotFoundError as e:
+            raise ExportDirError(f"Cannot export to {export_dir_base!r}: its bucket does not exist (mistyped?) or "
+                                 f"is not visible with these credentials ({e}).") from e
+        except OSError as e:
+            raise ExportDirError(f"Cannot export to {export_dir_base!r}: writing {fs.join(final, CLAIM_FILE)!r} "
+                                 f"failed ({type(e).__name__}: {e}); check the bucket's name and your "
+                                 "credentials.") from e
+        if claimed:
             return final
         version += 1  # another exporter holds it
     raise ExportDirError(f"Could not claim a free version number under {export_dir_base!r}.")

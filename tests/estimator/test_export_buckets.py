@@ -193,6 +193,8 @@ def test_a_missing_bucket_is_named_as_possibly_mistyped(bucket):
         assert "does not exist" in manager.unavailable_reason and "mistyped?" in manager.unavailable_reason
         assert base in manager.unavailable_reason
         assert complete_versions(base) == []
+    with pytest.raises(OSError, match="its bucket does not exist .mistyped.."):
+        export_saved_model(_scaler(1.0), f"{scheme}://no-such-bucket-{os.getpid()}/models", {"v": "float32"})
 
 
 def test_polling_a_bucket_costs_one_listing_and_keeps_serving_through_listing_errors(bucket, monkeypatch):
