@@ -8,6 +8,11 @@ counts as complete only once its signature file (:data:`SIGNATURE_FILE`) exists;
 format version 2 the signature also lists every file's size and SHA-256 (``manifest``), so a
 version copied file by file (cp -r, rsync, gsutil) is recognisably incomplete until each
 listed file has its full size (:func:`incomplete_reason`) and the loader checks the digests.
+
+Buckets (gs://, s3://: any URL) have no rename. There an export claims its version first, by
+creating ``<version>/`` :data:`CLAIM_FILE` only if absent (a conditional upload, so two
+exporters racing never share a number), then uploads its files, and the signature last: the
+signature's appearance is the commit. Readers see the version as incomplete until then.
 """
 
 from __future__ import annotations
@@ -17,15 +22,33 @@ import errno
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+from input_pipelines import fs
 
 SIGNATURE_FILE = "saved_model.json"
 FORMAT = "jax-estimator-export"
 FORMAT_VERSION = 2  # 2: the signature's "manifest" lists each file's size and sha256
 STRING = "string"  # the dtype name of a string input or output in the signature
+CLAIM_FILE = ".export-claim.json"  # on buckets: who took this version number, and when
+
+
+def version_files(export_dir_base: str) -> dict[int, dict[str, tuple[int, str]]]:
+    """Integer version -> its files (relative name -> (size, change token)), from one listing.
+
+    On buckets a single recursive listing of ``export_dir_base``; FileNotFoundError when
+    nothing is there (see ``input_pipelines.fs.stat_tree``).
+    """
+    versions: dict[int, dict[str, tuple[int, str]]] = {}
+    for name, stat in fs.stat_tree(export_dir_base).items():
+        head, _, rest = name.partition("/")
+        if head.isdigit() and rest:
+            versions.setdefault(int(head), {})[rest] = stat
+    return versions
 
 
 class ExportDirError(OSError):
@@ -34,6 +57,11 @@ class ExportDirError(OSError):
 
 def complete_versions(export_dir_base: str) -> list[int]:
     """Returns the sorted integer versions under ``export_dir_base`` holding a signature file."""
+    if fs.is_url(export_dir_base):
+        try:
+            return sorted(v for v, files in version_files(export_dir_base).items() if SIGNATURE_FILE in files)
+        except FileNotFoundError:
+            return []
     try:
         names = os.listdir(export_dir_base)
     except FileNotFoundError:
@@ -53,6 +81,11 @@ def member_path(export_dir: str, name: Any) -> str | None:
     """
     if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
         return None
+    if fs.is_url(export_dir):  # no symlinks on buckets; a name must not be a URL or climb out
+        parts = name.split("/")
+        if "://" in name or "\\" in name or name.startswith("/") or "" in parts or "." in parts:
+            return None
+        return fs.join(export_dir, name)
     path = os.path.join(export_dir, name)
     root = os.path.realpath(export_dir)
     if os.path.commonpath([root, os.path.realpath(path)]) != root:
@@ -60,41 +93,57 @@ def member_path(export_dir: str, name: Any) -> str | None:
     return path
 
 
-def incomplete_reason(export_dir: str) -> str | None:
+def incomplete_reason(export_dir: str, files: Mapping[str, tuple[int, Any]] | None = None,
+                      signature: bytes | None = None) -> str | None:
     """Why ``export_dir`` is not (yet) a complete export, or None when it looks complete.
 
-    Cheap (stat calls only): the signature file must parse and every file it lists must
-    exist, with the manifest's size where it has one. Whether the contents are right is
-    the loader's check (digests); a reason here means "wait", not "broken".
+    Cheap: the signature file must parse and every file it lists must exist, with the
+    manifest's size where it has one (stat calls locally; one listing on buckets). Whether the
+    contents are right is the loader's check (digests); a reason here means "wait", not "broken".
+
+    Args:
+      files: the directory's files as ``version_files`` lists them (name -> (size, token)),
+        when the caller has listed already; sizes are then taken from it.
+      signature: the signature file's bytes, when the caller has them already.
     """
-    sig_path = os.path.join(export_dir, SIGNATURE_FILE)
+    if files is None and fs.is_url(export_dir):
+        try:
+            files = fs.stat_tree(export_dir)
+        except FileNotFoundError:
+            files = {}
+    if files is not None and SIGNATURE_FILE not in files:
+        return f"{SIGNATURE_FILE} is missing"
     try:
-        with open(sig_path, "rb") as f:
-            signature = json.loads(f.read())
+        parsed = json.loads(signature if signature is not None else fs.read_bytes(fs.join(export_dir, SIGNATURE_FILE)))
     except FileNotFoundError:
         return f"{SIGNATURE_FILE} is missing"
     except (OSError, ValueError):
         return f"{SIGNATURE_FILE} is not readable JSON yet"
-    if not isinstance(signature, dict):
+    if not isinstance(parsed, dict):
         return None  # not ours to judge: the loader names the problem
-    manifest = signature.get("manifest")
-    files = signature.get("files")
+    manifest = parsed.get("manifest")
+    listed = parsed.get("files")
     if isinstance(manifest, dict):
         expected = {name: entry.get("bytes") if isinstance(entry, dict) else None for name, entry in manifest.items()}
-    elif isinstance(files, dict):
-        expected = {name: None for name in files.values() if name}
+    elif isinstance(listed, dict):
+        expected = {name: None for name in listed.values() if name}
     else:
         return None
     for name, size in expected.items():
         path = member_path(export_dir, name)
         if path is None:
             continue
-        try:
-            got = os.stat(path).st_size
-        except FileNotFoundError:
-            return f"{name} is missing"
-        except OSError:
-            continue
+        if files is not None:
+            if name not in files:
+                return f"{name} is missing"
+            got = files[name][0]
+        else:
+            try:
+                got = os.stat(path).st_size
+            except FileNotFoundError:
+                return f"{name} is missing"
+            except OSError:
+                continue
         if isinstance(size, int) and got != size:
             return f"{name} has {got} of {size} bytes"
     return None
@@ -120,10 +169,14 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _next_version(existing: list[int]) -> int:
+    """The current Unix time, or one past the newest existing version if that is later."""
+    return max([int(time.time())] + [v + 1 for v in existing])
+
+
 def _publish(tmp_dir: str, export_dir_base: str) -> str:
     """Renames ``tmp_dir`` to the next free integer version; returns the final path."""
-    existing = [int(n) for n in os.listdir(export_dir_base) if n.isdigit()]
-    version = max([int(time.time())] + [v + 1 for v in existing])
+    version = _next_version([int(n) for n in os.listdir(export_dir_base) if n.isdigit()])
     for _ in range(1000):
         final = os.path.join(export_dir_base, str(version))
         if not os.path.exists(final):
@@ -138,14 +191,52 @@ def _publish(tmp_dir: str, export_dir_base: str) -> str:
     raise ExportDirError(f"Could not find a free version number under {export_dir_base!r}.")
 
 
+def _claim_version(export_dir_base: str) -> str:
+    """Takes the next free version on a bucket by creating its claim object; returns the version's URL."""
+    try:
+        existing = [int(n) for n in fs.listdir(export_dir_base) if n.isdigit()]
+    except FileNotFoundError:
+        existing = []
+    claim = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "created_unix": time.time(),
+                        "writer": uuid.uuid4().hex})
+    version = _next_version(existing)
+    for _ in range(1000):
+        final = fs.join(export_dir_base, str(version))
+        try:
+            claimed = fs.create_exclusively(fs.join(final, CLAIM_FILE), claim)
+        except FileNotFoundError as e:
+            raise ExportDirError(f"Cannot export to {export_dir_base!r}: its bucket does not exist (mistyped?) or "
+                                 f"is not visible with these credentials ({e}).") from e
+        except OSError as e:
+            raise ExportDirError(f"Cannot export to {export_dir_base!r}: writing {fs.join(final, CLAIM_FILE)!r} "
+                                 f"failed ({type(e).__name__}: {e}); check the bucket's name and your "
+                                 "credentials.") from e
+        if claimed:
+            return final
+        version += 1  # another exporter holds it
+    raise ExportDirError(f"Could not claim a free version number under {export_dir_base!r}.")
+
+
 @contextlib.contextmanager
 def atomic_export_dir(export_dir_base: str) -> Iterator[list[str]]:
-    """Context manager yielding ``[tmp_dir]``; on success publishes it and sets ``[final_path]``.
+    """Context manager yielding ``[dir]`` to write an export into; afterwards ``[final_path]``.
 
-    Write the export's files into ``box[0]`` inside the ``with`` block; when the block ends
-    without an exception the directory is fsynced and renamed to ``export_dir_base/<version>``
-    and ``box[0]`` becomes that final path. On an exception the temporary directory is removed.
+    Write the export's files into ``box[0]`` inside the ``with`` block, the signature file
+    last. Locally ``box[0]`` is a temporary directory: when the block ends without an
+    exception it is fsynced and renamed to ``export_dir_base/<version>`` and ``box[0]``
+    becomes that final path. On a bucket (no rename) ``box[0]`` is the claimed final
+    ``<version>`` directory from the start, and the signature's upload is the commit. On an
+    exception what was written is removed.
     """
+    if fs.is_url(export_dir_base):
+        final = _claim_version(export_dir_base)
+        try:
+            yield [final]
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the error that got us here matters
+                fs.rmtree(final)
+            raise
+        return
     os.makedirs(export_dir_base, exist_ok=True)
     tmp_dir = os.path.join(export_dir_base, f".tmp-export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.mkdir(tmp_dir)
@@ -167,9 +258,19 @@ def _tmp_pid(name: str) -> int | None:
     return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
 
 
+def _writer_gone(pid: int | None, host: str | None, started: float) -> bool:
+    """Whether an export begun by ``pid`` on ``host`` at ``started`` is abandoned: the process
+    (on this host) is gone, or it began a day ago."""
+    dead = pid is not None and host == socket.gethostname() and pid != os.getpid() and not _alive(pid)
+    return dead or time.time() - started > STALE_TMP_SECS
+
+
 def remove_stale_tmp(export_dir_base: str) -> list[str]:
-    """Deletes temporary export directories of writers that died: their process (on this host) is gone,
-    or they are a day old; returns the deleted paths."""
+    """Deletes unfinished exports of writers that died (their process on this host is gone, or
+    they began a day ago): temporary directories locally, claimed versions without a signature
+    on buckets; returns the deleted paths."""
+    if fs.is_url(export_dir_base):
+        return _remove_stale_claims(export_dir_base)
     deleted = []
     try:
         names = os.listdir(export_dir_base)
@@ -179,12 +280,31 @@ def remove_stale_tmp(export_dir_base: str) -> list[str]:
         if not name.startswith(".tmp-export-"):
             continue
         path = os.path.join(export_dir_base, name)
-        pid = _tmp_pid(name)
         with contextlib.suppress(OSError):
-            dead = pid is not None and pid != os.getpid() and not _alive(pid)
-            if dead or time.time() - os.path.getmtime(path) > STALE_TMP_SECS:
+            if _writer_gone(_tmp_pid(name), socket.gethostname(), os.path.getmtime(path)):
                 shutil.rmtree(path, ignore_errors=True)
                 deleted.append(path)
+    return deleted
+
+
+def _remove_stale_claims(export_dir_base: str) -> list[str]:
+    try:
+        versions = version_files(export_dir_base)
+    except FileNotFoundError:
+        return []
+    deleted = []
+    for version, files in sorted(versions.items()):
+        if SIGNATURE_FILE in files or CLAIM_FILE not in files:
+            continue  # committed, or not written by an exporter (a copy in progress): not ours to judge
+        path = fs.join(export_dir_base, str(version))
+        try:
+            claim = json.loads(fs.read_bytes(fs.join(path, CLAIM_FILE)))
+            gone = _writer_gone(claim.get("pid"), claim.get("host"), float(claim["created_unix"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # deleted meanwhile, or not a claim we wrote
+        if gone:
+            fs.rmtree(path)
+            deleted.append(path)
     return deleted
 
 
@@ -199,8 +319,8 @@ def _alive(pid: int) -> bool:
 
 
 def garbage_collect(export_dir_base: str, keep: int | None) -> list[str]:
-    """Deletes all but the newest ``keep`` complete versions, and temporary directories left a
-    day ago by crashed writers; returns the deleted paths."""
+    """Deletes all but the newest ``keep`` complete versions, and unfinished exports left by
+    crashed writers (see ``remove_stale_tmp``); returns the deleted paths."""
     remove_stale_tmp(export_dir_base)
     if keep is None:
         return []
@@ -208,10 +328,10 @@ def garbage_collect(export_dir_base: str, keep: int | None) -> list[str]:
     doomed = versions[: max(0, len(versions) - keep)]
     deleted = []
     for v in doomed:
-        path = os.path.join(export_dir_base, str(v))
+        path = fs.join(export_dir_base, str(v))
         # Make it incomplete first (drop the marker) so no reader picks a half-deleted version.
         with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(path, SIGNATURE_FILE))
-        shutil.rmtree(path, ignore_errors=True)
+            fs.remove(fs.join(path, SIGNATURE_FILE))
+        fs.rmtree(path)
         deleted.append(path)
     return deleted

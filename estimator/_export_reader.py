@@ -8,7 +8,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from jax import export as jax_export
 
 from estimator._export_dir import SIGNATURE_FILE, STRING
 from estimator.keys import PredictionKeys
+from input_pipelines import fs
 
 
 class ExportError(ValueError):
@@ -59,14 +59,13 @@ def read_signature(path: str) -> dict[str, Any]:
     """Reads and checks an export's signature file; raises ExportFormatError naming what is wrong."""
     from estimator._export_dir import FORMAT
 
-    where = os.path.join(path, SIGNATURE_FILE)
+    where = fs.join(path, SIGNATURE_FILE)
     try:
-        with open(where, "rb") as f:
-            signature = json.loads(f.read())
+        signature = json.loads(fs.read_bytes(where))
     except FileNotFoundError:
         raise ExportFormatError(f"{path!r} is not a complete export: {SIGNATURE_FILE} is missing.") from None
     except OSError as e:
-        raise ExportFormatError(f"{where}: cannot be read ({e.strerror}).") from None
+        raise ExportFormatError(f"{where}: cannot be read ({e.strerror or e}).") from None
     except ValueError as e:
         raise ExportFormatError(f"{where}: not valid JSON ({e}); the export is truncated or corrupt.") from None
     if not isinstance(signature, dict) or signature.get("format") != FORMAT:
@@ -110,16 +109,15 @@ class ExportFiles:
 
         name = self.signature["files"][key]
         full = member_path(self.path, name)
-        sig = os.path.join(self.path, SIGNATURE_FILE)
+        sig = fs.join(self.path, SIGNATURE_FILE)
         if full is None:
             raise ExportFormatError(f"{sig}: files.{key} = {name!r} is not a file inside the export directory.")
         try:
-            with open(full, "rb") as f:
-                data = f.read()
+            data = fs.read_bytes(full)
         except FileNotFoundError:
             raise ExportFormatError(f"{full}: missing (named by files.{key} in {SIGNATURE_FILE}).") from None
         except OSError as e:
-            raise ExportFormatError(f"{full}: cannot be read ({e.strerror}).") from None
+            raise ExportFormatError(f"{full}: cannot be read ({e.strerror or e}).") from None
         if self.manifest is not None:
             entry = self.manifest.get(name)
             if not isinstance(entry, dict):

@@ -1,7 +1,9 @@
 """Export for serving: the PREDICT computation as ``jax.export`` bytes + arrays + JSON.
 
 ``export_saved_model`` writes ``export_dir_base/<version>/`` (``<version>`` an integer
-timestamp, unique and increasing; the directory appears atomically, complete)::
+timestamp, unique and increasing; the directory appears atomically, complete; on a gs:// or
+s3:// bucket, which cannot rename, the version is claimed first and counts as written once its
+``saved_model.json`` is there, uploaded last)::
 
     saved_model.json     signature: raw inputs, model inputs, outputs, variables, versions,
                          and the manifest (size and SHA-256 of every other file); written last
@@ -13,14 +15,16 @@ timestamp, unique and increasing; the directory appears atomically, complete)::
                          and, for classifiers, the class names ``class_ids`` map to
     computation.mlir     (as_text=True only) the StableHLO text, for reading
 
-``load(path)`` returns a :class:`Predictor`; it needs neither the model code nor pickle.
+``load(path)`` returns a :class:`Predictor` (``path`` local or a bucket URL); it needs neither
+the model code nor pickle.
 
 What is exported is a :class:`Servable`: a pure predict function, its arrays and the
 preprocessing JSON (``Estimator.servable()`` returns one; build one directly to export
 any JAX function), or any object with a ``servable(checkpoint_path)`` method.
 
 The model server (``estimator.serving``) reads exports through this module's public names
-only: ``load`` / ``Predictor``, ``export_incomplete_reason``, ``rest_columns``, ``is_b64``.
+only: ``load`` / ``Predictor``, ``export_incomplete_reason``, ``export_version_files``,
+``SIGNATURE_FILE``, ``rest_columns``, ``is_b64``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -41,11 +44,13 @@ from jax import export as jax_export
 
 from estimator._export_dir import FORMAT, FORMAT_VERSION, SIGNATURE_FILE, STRING, atomic_export_dir
 from estimator._export_dir import incomplete_reason as export_incomplete_reason
+from estimator._export_dir import version_files as export_version_files
 from estimator._export_reader import ExportError, ExportFormatError
 from estimator._predictor import Predictor, host_transform, load
 from estimator._predictor_inputs import PredictorInputError, is_b64
 from estimator._predictor_inputs import gather_columns as rest_columns
 from estimator.keys import PredictionKeys
+from input_pipelines import fs
 
 __all__ = [
     "DEFAULT_PLATFORMS",
@@ -58,10 +63,12 @@ __all__ = [
     "Predictor",
     "PredictionKeys",
     "PredictorInputError",
+    "SIGNATURE_FILE",
     "Servable",
     "ServingInput",
     "export_incomplete_reason",
     "export_saved_model",
+    "export_version_files",
     "is_b64",
     "load",
     "rest_columns",
@@ -235,7 +242,9 @@ def export_saved_model(
 
     Args:
       estimator: an ``Estimator``, a :class:`Servable`, or anything with ``servable(checkpoint_path)``.
-      export_dir_base: parent directory; the export goes to ``export_dir_base/<version>``.
+      export_dir_base: parent directory; the export goes to ``export_dir_base/<version>``. A
+        bucket URL (``gs://...``, ``s3://...``) works too: there the version is claimed first
+        and ``saved_model.json`` uploaded last, as the commit (buckets cannot rename).
       serving_input: what clients send: a dict name -> dtype or (dtype, shape) (``"string"``
         allowed: strings go through the host-side preprocessing only), a
         :class:`ServingInput` with a device-side ``transform``, or a zero-argument function
@@ -312,7 +321,7 @@ def export_saved_model(
 
 
 def _write(export_dir: str, name: str, data: bytes, manifest: dict | None = None) -> None:
-    with open(os.path.join(export_dir, name), "wb") as f:
+    with fs.open(fs.join(export_dir, name), "wb") as f:  # on buckets one object, visible once whole
         f.write(data)
     if manifest is not None:
         manifest[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

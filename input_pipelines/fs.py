@@ -13,6 +13,7 @@ relies on an object appearing whole when its single upload completes, and
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import glob as _glob
 import io
@@ -128,6 +129,43 @@ def listdir(path: str | os.PathLike) -> list[str]:
     if not entries and not fs.isdir(p):
         raise FileNotFoundError(f"no such directory: {p!r}")
     return [posixpath.basename(e.rstrip("/")) for e in entries]
+
+
+def stat_tree(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
+    """Every file under directory `path`, recursively: relative '/'-joined name -> (size, change token).
+
+    The token changes when the file is rewritten: its mtime in ns locally; on buckets the
+    object's generation (GCS) or ETag (S3) with its modification time. On buckets this is one
+    listing (paginated), not one request per file. FileNotFoundError when nothing is there
+    (a missing directory; on buckets also a prefix without objects, or a missing bucket).
+    """
+    p = os.fspath(path)
+    if not is_url(p):
+        if not os.path.isdir(p):
+            raise FileNotFoundError(f"no such directory: {p!r}")
+        out = {}
+        for root, _dirs, files in os.walk(p):
+            rel = os.path.relpath(root, p)
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):  # deleted while walking
+                    st = os.stat(os.path.join(root, name))
+                    out[name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"] = (st.st_size, str(st.st_mtime_ns))
+        return out
+    fs = filesystem(p)
+    fs.invalidate_cache()
+    prefix = _strip(p).rstrip("/") + "/"
+    found = fs.find(p, detail=True)
+    out = {name[len(prefix):]: (int(info["size"]), _change_token(info)) for name, info in found.items()
+           if name.startswith(prefix) and info.get("type") != "directory"}
+    if not out:
+        raise FileNotFoundError(f"no objects under {p!r}")
+    return out
+
+
+def _change_token(info: dict[str, Any]) -> str:
+    tag = info.get("generation") or info.get("ETag") or info.get("etag") or ""
+    when = info.get("mtime") or info.get("LastModified") or info.get("updated") or ""
+    return f"{tag}@{when}"
 
 
 def makedirs(path: str | os.PathLike) -> None:

@@ -12,7 +12,6 @@ input (the raw columns a client sends) unless --serving_input (JSON: name -> dty
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from models import task
@@ -21,7 +20,8 @@ from models import task
 def main(argv: list[str] | None = None) -> int:
     """Runs the export; returns the process exit code."""
     parser = task.argument_parser(__doc__)
-    parser.add_argument("--export_dir", default=None, help="export base dir (default <model_dir>/export/manual)")
+    parser.add_argument("--export_dir", default=None,
+                        help="export base dir, local or gs:// / s3:// (default <model_dir>/export/manual)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint path (default: the latest)")
     parser.add_argument("--serving_input", default=None, help="JSON feature spec overriding the model's")
     parser.add_argument("--as_text", action="store_true", help="also write the StableHLO text")
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         spec = task.serving_input(config)
-    base = args.export_dir or os.path.join(est.model_dir, "export", "manual")
+    from input_pipelines import fs
+
+    base = args.export_dir or fs.join(est.model_dir, "export", "manual")  # model_dir may be a bucket URL
     from estimator import EstimatorError
     from estimator.export import ExportError, export_saved_model
 

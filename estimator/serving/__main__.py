@@ -1,4 +1,4 @@
-"""``python -m estimator.serving --model_name taxi --model_base_path DIR --port 8501 [--workers N]``."""
+"""``python -m estimator.serving --model_name taxi --model_base_path DIR|gs://...|s3://... --port 8501 [--workers N]``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The server's flags (named as TensorFlow Serving's model server names them)."""
     p = argparse.ArgumentParser(prog="python -m estimator.serving", description=__doc__)
     p.add_argument("--model_name", required=True, help="name in /v1/models/<name>")
-    p.add_argument("--model_base_path", required=True, help="directory of integer version subdirectories")
+    p.add_argument("--model_base_path", required=True,
+                   help="directory of integer version subdirectories: a local path or a gs:// / s3:// URL "
+                        "(needs the [gcs] / [s3] extra and the cloud's usual credentials)")
     p.add_argument("--port", "--rest_api_port", dest="port", type=int, default=8501)
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--workers", type=int, default=1,

@@ -10,6 +10,12 @@ old version finish on it. As TensorFlow Serving's file-system source and load re
   ``max_load_retries`` times, and again from scratch whenever its files change;
 * when the served version's directory disappears, the newest remaining version is loaded
   (if none remains, the loaded one keeps serving and a warning is logged).
+
+The base path may be a bucket URL (``gs://...``, ``s3://...``). Each poll is then one listing of
+the base path: the objects' sizes say which versions are complete (a version whose
+``saved_model.json`` is not there yet is one an exporter is still writing), their generations
+or ETags are the fingerprints, and a signature is fetched only when it changed. When the
+listing fails (network, credentials) the served version stays and the reason is logged.
 """
 
 from __future__ import annotations
@@ -20,8 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from estimator.export import Predictor, export_incomplete_reason
+from estimator.export import (
+    SIGNATURE_FILE,
+    Predictor,
+    export_incomplete_reason,
+    export_version_files,
+)
 from estimator.serving._batcher import Batcher, Unbatched
+from input_pipelines import fs
 
 log = logging.getLogger("estimator.serving")
 
@@ -43,20 +55,17 @@ class _Failure:
     message: str
 
 
-def _fingerprint(path: str) -> tuple:
-    """Names, sizes and mtimes of a version's files: a change means "try loading again"."""
-    try:
-        with os.scandir(path) as entries:
-            return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file()))
-    except OSError:
-        return ()
+def _fingerprint(files: dict[str, tuple[int, str]]) -> tuple:
+    """Names, sizes and change tokens (mtimes, generations, ETags) of a version's files: a change
+    means "try loading again"."""
+    return tuple(sorted(files.items()))
 
 
 class VersionManager:
     """Loads the newest complete version under ``base_path``; ``refresh()`` polls for changes.
 
     Args:
-      base_path: directory of integer version subdirectories.
+      base_path: directory of integer version subdirectories, or a bucket URL (gs://, s3://).
       make_batcher: builds the batcher of a loaded predictor.
       max_batch_size: largest batch compiled at load time.
       max_load_retries: retries of a version that failed to load (TF Serving's
@@ -66,7 +75,7 @@ class VersionManager:
 
     def __init__(self, base_path: str, make_batcher: Callable[[Predictor], Batcher | Unbatched], max_batch_size: int,
                  max_load_retries: int = 5, retry_backoff_secs: float = 1.0, clock: Callable[[], float] = time.monotonic):
-        self.base_path = base_path
+        self.base_path = fs.absolute(base_path) if fs.is_url(base_path) else base_path  # URLs: no trailing '/'
         self._make_batcher = make_batcher
         self._max_batch_size = max_batch_size
         self._max_retries = max_load_retries
@@ -76,6 +85,8 @@ class VersionManager:
         self._failures: dict[int, _Failure] = {}
         self._why_not: str | None = "not polled yet"
         self._warned: str | None = None
+        self._listing: dict[int, dict[str, tuple[int, str]]] = {}  # buckets: this poll's objects by version
+        self._signatures: dict[int, tuple[tuple[int, str], bytes]] = {}  # buckets: (size, token), bytes
 
     @property
     def current(self) -> ServedVersion | None:
@@ -91,7 +102,10 @@ class VersionManager:
         """Versions that failed to load (and are not served): version -> error message."""
         return {v: f.message for v, f in self._failures.items()}
 
-    def _ready_versions(self) -> tuple[list[int], str | None]:
+    def _ready_versions(self) -> tuple[list[int] | None, str | None]:
+        """The complete versions and why a newer one is not (None when the base cannot be listed now)."""
+        if fs.is_url(self.base_path):
+            return self._ready_bucket_versions()
         try:
             names = os.listdir(self.base_path)
         except FileNotFoundError:
@@ -101,21 +115,69 @@ class VersionManager:
         except OSError as e:
             return [], f"--model_base_path {self.base_path!r} cannot be listed ({e.strerror})"
         versions = sorted(int(n) for n in names if n.isdigit())
-        if not versions:
+        reasons = {v: export_incomplete_reason(os.path.join(self.base_path, str(v))) for v in versions}
+        return self._judge(reasons)
+
+    def _ready_bucket_versions(self) -> tuple[list[int] | None, str | None]:
+        try:
+            self._listing = export_version_files(self.base_path)  # one listing for every version
+        except FileNotFoundError:
+            self._listing = {}
+            return [], (f"--model_base_path {self.base_path!r} does not exist: no bucket or no objects under "
+                        "that prefix (mistyped?)")
+        except Exception as e:  # noqa: BLE001 - network, credentials, a missing driver: say so, keep serving
+            return None, f"--model_base_path {self.base_path!r} cannot be listed ({type(e).__name__}: {e})"
+        self._signatures = {v: sig for v, sig in self._signatures.items() if v in self._listing}
+        reasons = {v: export_incomplete_reason(fs.join(self.base_path, str(v)), files=files,
+                                               signature=self._signature(v, files))
+                   for v, files in self._listing.items()}
+        return self._judge(reasons)
+
+    def _signature(self, version: int, files: dict[str, tuple[int, str]]) -> bytes | None:
+        """A bucket version's signature bytes, fetched only when its object changed since the last poll."""
+        stat = files.get(SIGNATURE_FILE)
+        if stat is None:
+            return None
+        cached = self._signatures.get(version)
+        if cached is not None and cached[0] == stat:
+            return cached[1]
+        try:
+            data = fs.read_bytes(fs.join(self.base_path, str(version), SIGNATURE_FILE))
+        except Exception:  # noqa: BLE001 - deleted or unreadable right now: "not ready", judged again next poll
+            return b""
+        self._signatures[version] = (stat, data)
+        return data
+
+    def _judge(self, reasons: dict[int, str | None]) -> tuple[list[int], str | None]:
+        if not reasons:
             return [], (f"--model_base_path {self.base_path!r} has no version subdirectories (integer names "
                         "such as 1/ or 1700000000/, each an export)")
         ready, why = [], None
-        for v in versions:
-            reason = export_incomplete_reason(os.path.join(self.base_path, str(v)))
-            if reason is None:
+        for v in sorted(reasons):
+            if reasons[v] is None:
                 ready.append(v)
             else:
-                why = f"version {v} is incomplete: {reason}"
+                why = f"version {v} is incomplete: {reasons[v]}"
         return ready, why
+
+    def _files_of(self, version: int) -> dict[str, tuple[int, str]]:
+        if fs.is_url(self.base_path):
+            return self._listing.get(version, {})
+        try:
+            return fs.stat_tree(os.path.join(self.base_path, str(version)))
+        except OSError:
+            return {}
 
     def refresh(self) -> ServedVersion | None:
         """Loads the version that should be served if it is not the served one; returns the retired one."""
         ready, why = self._ready_versions()
+        if ready is None:  # the listing failed: nothing is known to have changed
+            if self._warned != why:
+                log.warning("%s; still serving %s.", why, self._current.version if self._current else "nothing")
+                self._warned = why
+            if self._current is None:
+                self._why_not = why
+            return None
         for v in [v for v in self._failures if v not in ready]:
             del self._failures[v]  # deleted or being rewritten: judged afresh once complete
         now = self._clock()
@@ -144,8 +206,8 @@ class VersionManager:
         return None
 
     def _load(self, version: int, now: float) -> ServedVersion | None:
-        path = os.path.join(self.base_path, str(version))
-        fingerprint = _fingerprint(path)
+        path = fs.join(self.base_path, str(version))
+        fingerprint = _fingerprint(self._files_of(version))
         try:
             predictor = Predictor(path, max_bucket=self._max_batch_size)
             predictor.warmup(self._max_batch_size)
@@ -160,7 +222,7 @@ class VersionManager:
         failure = self._failures.get(version)
         if failure is None:
             return True
-        if failure.fingerprint != _fingerprint(os.path.join(self.base_path, str(version))):
+        if failure.fingerprint != _fingerprint(self._files_of(version)):
             del self._failures[version]  # its files changed: a fresh start
             return True
         return failure.attempts <= self._max_retries and now >= failure.next_try

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import httpx
@@ -75,3 +76,31 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class Traffic:
+    """One client posting {"instances": [1.0]} to ``server`` in a loop; records answers (hot-swap tests)."""
+
+    def __init__(self, server):
+        self.values, self.failures, self.stop = [], [], threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(server,), daemon=True)
+        self.thread.start()
+
+    def _run(self, server):
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not self.stop.is_set():
+                r = http.post(f"/v1/models/{server.name}:predict", json={"instances": [1.0]})
+                (self.values if r.status_code == 200 else self.failures).append(r.json())
+                time.sleep(0.01)
+
+    def wait_for(self, value, timeout=60.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.values and self.values[-1] == {"predictions": [value]}:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(30)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 
-import httpx
 import numpy as np
-from _model_server import Server
+from _model_server import Server, Traffic
 
 from estimator.export import ExportableFunction, export_saved_model
 from estimator.serving._rest import version_status
@@ -49,40 +47,12 @@ def _as_format_1(data: bytes) -> bytes:
     return json.dumps(sig).encode()
 
 
-class _Traffic:
-    """One client posting {"instances": [1.0]} in a loop; records answers."""
-
-    def __init__(self, server):
-        self.values, self.failures, self.stop = [], [], threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(server,), daemon=True)
-        self.thread.start()
-
-    def _run(self, server):
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            while not self.stop.is_set():
-                r = http.post(f"/v1/models/{server.name}:predict", json={"instances": [1.0]})
-                (self.values if r.status_code == 200 else self.failures).append(r.json())
-                time.sleep(0.01)
-
-    def wait_for(self, value, timeout=60.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.values and self.values[-1] == {"predictions": [value]}:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(30)
-
-
 def test_file_by_file_copies_are_waited_for_retried_and_deletion_falls_back(tmp_path):
     base, staging = tmp_path / "base", tmp_path / "staging"
     first = _export(base, 2.0)
     v2_src, v3_src = _export(staging, 3.0), _export(staging, 4.0)
     server = Server(str(base), "scale", "--poll_secs", "0.1", "--load_retry_backoff_secs", "0.1")
-    traffic = _Traffic(server)
+    traffic = Traffic(server)
     try:
         assert traffic.wait_for(2.0)
         # gsutil order: the signature before the variables are complete; polled many times half-done
