@@ -13,6 +13,7 @@ relies on an object appearing whole when its single upload completes, and
 from __future__ import annotations
 
 import builtins
+import datetime
 import functools
 import glob as _glob
 import io
@@ -115,6 +116,44 @@ def getsize(path: str | os.PathLike) -> int:
     """Size of the file at `path` in bytes."""
     p = os.fspath(path)
     return int(filesystem(p).size(p)) if is_url(p) else os.path.getsize(p)
+
+
+def _fresh_info(path: str) -> dict[str, Any]:
+    """fsspec's info of URL `path`, not from a listing cached earlier (objects change under us)."""
+    fs = filesystem(path)
+    fs.invalidate_cache(_strip(path))
+    return fs.info(path)
+
+
+def modified_time(path: str | os.PathLike) -> float:
+    """When the file at `path` was last written, in seconds since the epoch (the store's clock on buckets)."""
+    p = os.fspath(path)
+    if not is_url(p):
+        return os.path.getmtime(p)
+    info = _fresh_info(p)
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    if isinstance(stamp, str):
+        stamp = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if isinstance(stamp, datetime.datetime):
+        return stamp.timestamp()
+    if isinstance(stamp, int | float):
+        return float(stamp)
+    raise OSError(f"the store does not tell when {p!r} was written (info: {sorted(info)})")
+
+
+def identity(path: str | os.PathLike) -> tuple[Any, ...]:
+    """What changes when the file or directory at `path` is written anew: (path, inode, mtime) locally,
+    (url, generation or ETag, size, mtime) of an object on buckets. OSError when it is absent."""
+    p = os.fspath(path)
+    if not is_url(p):
+        stat = os.stat(p)
+        return (os.path.realpath(p), stat.st_ino, stat.st_mtime_ns)
+    info = _fresh_info(p)
+    if info.get("type") == "directory":
+        raise IsADirectoryError(f"{p!r} is a prefix, not an object: buckets keep no identity for it")
+    version = info.get("generation") or info.get("ETag") or info.get("etag") or info.get("VersionId")
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    return (p, str(version), info.get("size"), str(stamp))
 
 
 def listdir(path: str | os.PathLike) -> list[str]:
