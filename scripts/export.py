@@ -12,9 +12,9 @@ input (the raw columns a client sends) unless --serving_input (JSON: name -> dty
 from __future__ import annotations
 
 import json
-import os
 import sys
 
+from input_pipelines import fs
 from models import task
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         spec = task.serving_input(config)
-    base = args.export_dir or os.path.join(est.model_dir, "export", "manual")
+    base = args.export_dir or fs.join(est.model_dir, "export", "manual")
     from estimator import EstimatorError
     from estimator.export import ExportError, export_saved_model
 
