@@ -100,6 +100,27 @@ def checkpoint_dir(model_dir: str) -> str:
     return fs.join(fs.absolute(model_dir), CHECKPOINT_SUBDIR)
 
 
+def _see_other_writers(directory: str) -> None:
+    """Forgets cached bucket listings, so that steps another process wrote or deleted are seen.
+
+    fsspec caches listings without expiry, in our file system and in the one orbax lists
+    steps through (etils.epath uses fsspec for gs:// when TensorFlow is absent): a continuous
+    evaluator or a reader would otherwise never see a new checkpoint.
+    """
+    if fs.is_url(directory):
+        from etils.epath import backend
+
+        fs.forget_listings(directory)
+        backend.fsspec_backend.fs(directory).invalidate_cache()
+
+
+def has_checkpoint_dir(model_dir: str) -> bool:
+    """Whether ``model_dir`` has a checkpoint directory (as it is now, also on a bucket)."""
+    directory = checkpoint_dir(model_dir)
+    _see_other_writers(directory)
+    return fs.isdir(directory)
+
+
 def parse_checkpoint_path(path: str) -> tuple[str, int | None]:
     """Splits a user path into (model_dir-like root, step or None for latest).
 
@@ -155,11 +176,13 @@ class CheckpointStore:
 
     def latest_step(self) -> int | None:
         """The newest complete step, or None."""
+        _see_other_writers(self.directory)
         self._manager.reload()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
         """All complete steps, oldest first."""
+        _see_other_writers(self.directory)
         self._manager.reload()
         return sorted(self._manager.all_steps())
 

@@ -28,7 +28,7 @@ from estimator._restore_cache import RestoreCache
 from estimator.checkpoint import (
     CheckpointStore,
     check_checkpoint_location,
-    checkpoint_dir,
+    has_checkpoint_dir,
     parse_checkpoint_path,
 )
 from estimator.eval_loop import run_evaluation
@@ -239,7 +239,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
 
     def latest_checkpoint(self) -> str | None:
         """Path of the newest complete checkpoint in model_dir, or None (damaged ones are skipped with a warning)."""
-        if not fs.isdir(checkpoint_dir(self._model_dir)):
+        if not has_checkpoint_dir(self._model_dir):
             return None
         store = self._reader(self._model_dir)
         step = store.usable_latest_step()
@@ -251,7 +251,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         ``keep``: keep it for the next read (predict, export, variables); evaluate only reuses a kept one.
         """
         root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
-        if checkpoint_path is None and not fs.isdir(checkpoint_dir(root)):
+        if checkpoint_path is None and not has_checkpoint_dir(root):
             return None
         store = self._reader(root)
         if step is not None:

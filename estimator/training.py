@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from estimator._export_dir import remove_stale_tmp
 from estimator.cadence import Cadence
-from estimator.checkpoint import CheckpointStore, checkpoint_dir
+from estimator.checkpoint import CheckpointStore, checkpoint_dir, has_checkpoint_dir
 from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
 from input_pipelines import fs
@@ -134,6 +134,7 @@ def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal,
     metrics, exports, redone = {}, [], None
     for step in pending(recorded, [e.name for e in eval_spec.exporters]):
         path = fs.join(checkpoint_dir(estimator.model_dir), str(step))
+        fs.forget_listings(path)
         if not fs.isdir(path):
             log.warning("The evaluation or export of step %d was interrupted and its checkpoint %s is gone; "
                         "not redone.", step, path)
@@ -201,7 +202,7 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
 
 def _latest_step(store: CheckpointStore | None, model_dir: str) -> tuple[CheckpointStore | None, int | None]:
     if store is None:
-        if not fs.isdir(checkpoint_dir(model_dir)):
+        if not has_checkpoint_dir(model_dir):
             return None, None
         store = CheckpointStore(model_dir, read_only=True)
     return store, store.latest_step()
@@ -246,6 +247,7 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
                 metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path, final,
                                                         recorded.get(step))
             except (FileNotFoundError, ValueError) as error:
+                fs.forget_listings(path)
                 if fs.isdir(path):
                     raise
                 log.warning("Checkpoint %s was deleted before it could be evaluated (%s); waiting for the next.",

@@ -94,6 +94,17 @@ def reset_filesystems() -> None:
         pass
 
 
+def forget_listings(path: str | os.PathLike) -> None:
+    """Drops the directory listings this process cached for URL `path`'s store (a no-op locally).
+
+    fsspec keeps listings without expiry, so objects that another process wrote or deleted
+    since stay unseen by `isdir`, `exists` and listings until they are forgotten.
+    """
+    p = os.fspath(path)
+    if is_url(p):
+        filesystem(p).invalidate_cache()
+
+
 def exists(path: str | os.PathLike) -> bool:
     """Whether a file or directory (a prefix with objects under it, on buckets) is at `path`."""
     p = os.fspath(path)

@@ -167,6 +167,27 @@ def test_evaluate_and_predict_read_the_bucket_and_results_are_one_object(trained
     assert json.loads(fs.read_text(fs.join(trained_gcs, "run_config.json")))["params"] == PARAMS
 
 
+def test_a_checkpoint_on_gcs_is_restored_once_and_again_when_written_anew(gcs_bucket, monkeypatch):
+    restores: list[int] = []
+    original = CheckpointStore.restore_arrays
+    monkeypatch.setattr(CheckpointStore, "restore_arrays", lambda self, step: restores.append(step) or original(self, step))
+    model_dir = gcs_bucket + "/cache"
+
+    def predict(est):
+        return np.concatenate([p["predictions"] for p in est.predict(
+            input_fn(n=8, labels=False), yield_single_examples=False)])
+
+    est = Estimator(model_fn, model_dir, config=RunConfig(random_seed=0)).train(_data(), max_steps=2)
+    restores.clear()
+    first, second = predict(est), predict(est)
+    assert restores == [2]  # the kept checkpoint's identity (its metadata object's generation) did not change
+    np.testing.assert_array_equal(first, second)
+    fs.rmtree(model_dir)
+    Estimator(model_fn, model_dir, config=RunConfig(random_seed=1)).train(_data(), max_steps=2)
+    third = predict(est)  # the same step, written anew by another run
+    assert restores == [2, 2] and not np.array_equal(first, third)
+
+
 def test_tensorboard_reads_train_and_eval_events_from_the_bucket(trained_gcs, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -186,14 +207,26 @@ def test_tensorboard_reads_train_and_eval_events_from_the_bucket(trained_gcs, tm
     assert scalars(str(local), "loss") == train_curve
 
 
-def test_continuous_evaluator_on_a_bucket_model_dir(trained_gcs):
-    est = Estimator(model_fn, trained_gcs)
-    spec = EvalSpec(input_fn(n=16, batch_size=4, seed=5), steps=None, name="watch", start_delay_secs=0,
-                    throttle_secs=0)
-    metrics, exports = continuous_evaluate(est, spec, max_steps=10, poll_secs=0.1, timeout_secs=30)
-    assert metrics["global_step"] == 10 and exports == []
+def test_continuous_evaluator_sees_checkpoints_another_process_writes_to_the_bucket(gcs_bucket):
+    model_dir = gcs_bucket + "/watched"
+    trainer = subprocess.Popen([sys.executable, os.path.join(HERE, "_train_job.py"), model_dir, "20"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        est = Estimator(model_fn, model_dir)  # before any checkpoint exists: every listing must be fresh
+        assert est.latest_checkpoint() is None
+        spec = EvalSpec(input_fn(n=16, batch_size=4, seed=5), steps=None, name="watch", start_delay_secs=0,
+                        throttle_secs=0)
+        metrics, exports = continuous_evaluate(est, spec, max_steps=20, poll_secs=0.1, timeout_secs=120)
+        assert trainer.wait(timeout=120) == 0, trainer.stderr.read().decode()[-3000:]
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+        trainer.stderr.close()
+    assert metrics is not None and metrics["global_step"] == 20 and exports == []
     journal = json.loads(fs.read_text(fs.join(est.eval_dir("watch"), JOURNAL_FILE)))
-    assert journal == {"10": {"exports": {}, "final": True}}
+    assert journal["20"] == {"exports": {}, "final": True}
+    assert [r["global_step"] for r in read_eval_history(est.eval_dir("watch"))] == sorted(int(s) for s in journal)
 
 
 def test_warm_start_from_a_gcs_checkpoint(trained_gcs, tmp_path):
