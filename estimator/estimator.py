@@ -13,6 +13,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,9 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
             model_dir = tempfile.mkdtemp(prefix="estimator_")
             log.warning("Using temporary folder as model directory: %s", model_dir)
         check_checkpoint_location(model_dir)  # s3:// fails here, not at the first save
+        warm_source = getattr(warm_start_from, "ckpt_to_initialize_from", warm_start_from)
+        if isinstance(warm_source, str | os.PathLike):
+            check_checkpoint_location(os.fspath(warm_source))
         if fs.isfile(fs.absolute(model_dir)):
             raise EstimatorError(f"model_dir {model_dir!r} is a file, not a directory; give a directory path.")
         self._model_dir = fs.absolute(model_dir)  # a URL is kept as given (never abspath'ed)

@@ -112,6 +112,43 @@ def test_resume_on_gcs_equals_an_uninterrupted_local_run_keeps_n_and_ignores_a_p
     assert not os.path.exists("gs:"), "a bucket path was written as a local directory"
 
 
+def _truncate_largest_data_object(step_url: str) -> None:
+    objects = [u for u in fs.glob(step_url + "/state/**") if "/d/" in u]
+    largest = max(objects, key=fs.getsize)
+    fs.write_atomically(largest, fs.read_bytes(largest)[: fs.getsize(largest) // 2])
+
+
+BUCKET_DAMAGES = {
+    "_METADATA deleted": lambda step_url: fs.remove(step_url + "/state/_METADATA"),
+    "a data object truncated": _truncate_largest_data_object,
+}
+
+
+@pytest.fixture(scope="module")
+def straight_to_20(tmp_path_factory) -> dict[str, np.ndarray]:
+    return variables_of(_train(str(tmp_path_factory.mktemp("straight") / "m"), 20))
+
+
+@pytest.mark.parametrize("damage", list(BUCKET_DAMAGES))
+def test_a_damaged_checkpoint_on_gcs_is_skipped_and_moved_aside(gcs_bucket, straight_to_20, damage, caplog):
+    model_dir = gcs_bucket + "/damaged"
+    _train(model_dir, 15)
+    bad = model_dir + "/checkpoints/15"
+    BUCKET_DAMAGES[damage](bad)
+    with caplog.at_level(logging.WARNING):
+        assert Estimator(model_fn, model_dir).evaluate(input_fn(n=8))["global_step"] == 10  # readers move nothing
+    assert bad in caplog.text and fs.isdir(bad)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        resumed = _train(model_dir, 20)
+    assert bad in caplog.text and "corrupt_checkpoints" in caplog.text
+    _same(straight_to_20, variables_of(resumed))
+    assert _steps_in(model_dir) == [15, 20]  # 15 written again
+    (moved,) = fs.listdir(model_dir + "/corrupt_checkpoints")
+    assert moved.startswith("15-") and fs.isfile(f"{model_dir}/corrupt_checkpoints/{moved}/state/manifest.ocdbt")
+
+
 def test_sigkilled_trainer_on_gcs_restarted_resumes_exactly(gcs_bucket, tmp_path):
     from _train_job import train
 
@@ -318,7 +355,7 @@ def test_s3_model_dir_is_refused_at_construction_naming_the_version_and_alternat
         Estimator(model_fn, "s3://some-bucket/model")
     assert isinstance(error.value, ValueError)
     with pytest.raises(UnsupportedCheckpointLocationError):
-        Estimator(model_fn, str(tmp_path / "m"), warm_start_from="s3://some-bucket/model").train(_data(), max_steps=1)
+        Estimator(model_fn, str(tmp_path / "m"), warm_start_from="s3://some-bucket/model")
     assert not os.path.exists(tmp_path / "s3:"), "orbax wrote part of a checkpoint into a local 's3:' folder"
 
 
