@@ -6,7 +6,10 @@ rng}``), ``input`` (JSON ``{"iterators": [state of process 0, state of process
 1, ...]}``, each entry an input iterator's state or null) and ``meta`` (JSON:
 step, wall time, JAX version, process count). Orbax writes each checkpoint into
 a temporary directory and renames it when complete, so a write killed half-way
-is never listed as a step (invariant 2 of the design).
+is never listed as a step (invariant 2 of the design). On gs:// (no rename) it
+writes the step in place and adds ``commit_success.txt`` last; a step without
+it is not listed, and is removed before that step is written again. s3:// is
+refused (``check_checkpoint_location``): orbax 0.12 has no S3 path for arrays.
 
 Every process reads its own shard of the input, so every process has its own
 input position: ``save`` gathers them all (a JAX all-gather of their JSON
