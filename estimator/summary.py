@@ -4,9 +4,10 @@ Only process 0 writes, so a multi-process job produces one set of curves. A gs:/
 s3:// logdir goes through ``input_pipelines.fs`` (fsspec): buckets cannot append, so
 the events spool to a local temporary file and each flush uploads the whole event file
 as one object, which TensorBoard (``--load_fast=false``) reads like a local one.
-tensorboardX's own bucket writers are replaced because they keep the whole file in
-memory and need other client libraries and settings (boto3 with S3_ENDPOINT,
-google-cloud-storage).
+tensorboardX's own bucket writers are replaced: they keep the whole file in memory,
+need other client libraries and settings (boto3 with S3_ENDPOINT, google-cloud-storage),
+and the GCS one uploads again from ``__del__`` at interpreter exit, retrying for two
+minutes when the store is gone by then.
 """
 
 from __future__ import annotations
