@@ -381,3 +381,18 @@ def test_tensorboard_events_on_s3_are_readable(s3_bucket, tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+
+
+def test_an_objects_age_and_identity_change_when_it_is_rewritten(bucket):
+    """What the lock's staleness and the restore cache rely on, on both stores."""
+    url = bucket + "/object"
+    fs.write_atomically(url, b"first")
+    identity, written = fs.identity(url), fs.modified_time(url)
+    assert abs(written - time.time()) < 60
+    time.sleep(1.1)  # S3's LastModified has a resolution of one second
+    fs.write_atomically(url, b"second")
+    assert fs.identity(url) != identity and fs.modified_time(url) > written
+    with pytest.raises(FileNotFoundError):
+        fs.modified_time(bucket + "/missing")
+    with pytest.raises(FileNotFoundError):
+        fs.identity(bucket + "/missing")
