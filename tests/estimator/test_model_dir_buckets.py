@@ -152,7 +152,7 @@ def test_a_damaged_checkpoint_on_gcs_is_skipped_and_moved_aside(gcs_bucket, stra
 def test_sigkilled_trainer_on_gcs_restarted_resumes_exactly(gcs_bucket, tmp_path):
     from _train_job import train
 
-    max_steps = 60
+    max_steps = 100  # 20 checkpoints: the kill lands before the end also on a fast machine
     model_dir = gcs_bucket + "/killed"
     command = [sys.executable, os.path.join(HERE, "_train_job.py"), model_dir, str(max_steps)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -160,7 +160,7 @@ def test_sigkilled_trainer_on_gcs_restarted_resumes_exactly(gcs_bucket, tmp_path
         deadline = time.time() + 120
         while process.poll() is None and time.time() < deadline and not _steps_in(model_dir):
             time.sleep(0.05)
-        time.sleep(random.Random(7).uniform(0.0, 0.5))
+        time.sleep(random.Random(7).uniform(0.0, 0.3))
         killed = process.poll() is None
         if killed:
             os.kill(process.pid, signal.SIGKILL)
