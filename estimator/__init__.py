@@ -29,6 +29,7 @@ from estimator.checkpoint import (
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CheckpointWriteError,
+    UnsupportedCheckpointLocationError,
 )
 from estimator.distribute import InputContext
 from estimator.estimator import Estimator, EstimatorError, ModelFnError, TrainingInterruptedError
@@ -117,6 +118,7 @@ __all__ = [
     "TrainSpec",
     "TrainState",
     "TrainingInterruptedError",
+    "UnsupportedCheckpointLocationError",
     "WarmStartError",
     "WarmStartSettings",
     "canned",

@@ -7,12 +7,12 @@ reuses a kept checkpoint but does not keep its own. Only one checkpoint's
 parameters, model state and step are kept (bounded memory); reading another step
 replaces it, and ``train`` drops it. A step
 directory that was deleted and written again (a model_dir retrained from
-scratch) has another inode or mtime and is restored anew.
+scratch) has another inode or mtime (on a bucket: another generation or ETag of its
+metadata object) and is restored anew.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,16 +20,21 @@ import numpy as np
 
 from estimator import nn
 from estimator.checkpoint import CheckpointStore
+from input_pipelines import fs
+
+# Orbax writes this object into every step it saves: on a bucket, where a step is only a
+# prefix, its generation (GCS) or ETag (S3) names the write.
+_WRITTEN_EACH_SAVE = "_CHECKPOINT_METADATA"
 
 
 def _identity(store: CheckpointStore, step: int) -> tuple[Any, ...]:
-    """What names one written checkpoint: its directory, step and the step directory's inode and mtime."""
+    """What names one written checkpoint: locally the step directory's path, inode and mtime;
+    on a bucket its metadata object's URL and generation / ETag."""
     path = store.step_path(step)
     try:
-        stat = os.stat(path)
+        return fs.identity(fs.join(path, _WRITTEN_EACH_SAVE) if fs.is_url(path) else path)
     except OSError:  # gone: restore_arrays raises the error that says so
-        return (os.path.realpath(path), None)
-    return (os.path.realpath(path), stat.st_ino, stat.st_mtime_ns)
+        return (path, None)
 
 
 def _servable_part(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,10 @@ rng}``), ``input`` (JSON ``{"iterators": [state of process 0, state of process
 1, ...]}``, each entry an input iterator's state or null) and ``meta`` (JSON:
 step, wall time, JAX version, process count). Orbax writes each checkpoint into
 a temporary directory and renames it when complete, so a write killed half-way
-is never listed as a step (invariant 2 of the design).
+is never listed as a step (invariant 2 of the design). On gs:// (no rename) it
+writes the step in place and adds ``commit_success.txt`` last; a step without
+it is not listed, and is removed before that step is written again. s3:// is
+refused (``check_checkpoint_location``): orbax 0.12 has no S3 path for arrays.
 
 Every process reads its own shard of the input, so every process has its own
 input position: ``save`` gathers them all (a JAX all-gather of their JSON
@@ -21,10 +24,9 @@ layout ``{"iterator": state}`` are read as one process's.
 from __future__ import annotations
 
 import errno
+import importlib.metadata
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -35,6 +37,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from estimator import distribute
+from input_pipelines import fs
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,61 @@ class InputStateError(TypeError):
     """The input iterator's ``state()`` is not JSON data, so it cannot be checkpointed."""
 
 
+class UnsupportedCheckpointLocationError(ValueError):
+    """The installed orbax-checkpoint cannot write or read checkpoints at this URL (e.g. s3://)."""
+
+
+# URL schemes orbax-checkpoint hands to a remote tensorstore driver (it sends every other
+# scheme to its local-file driver, which mangles the URL).
+_ORBAX_REMOTE_SCHEMES = ("gs",)
+
+
+def check_checkpoint_location(model_dir: str) -> None:
+    """Raises ``UnsupportedCheckpointLocationError`` when orbax cannot checkpoint under ``model_dir``.
+
+    Local paths (also mounted buckets) and gs:// work. orbax-checkpoint 0.12.x builds the
+    tensorstore spec of the arrays itself and gives a remote driver only to gs:// paths: an
+    s3:// path goes to its local-file driver, which refuses it (``s3:/b`` is not absolute)
+    after part of the checkpoint landed in a local directory named ``s3:``.
+    """
+    if not fs.is_url(model_dir) or fs.protocol(model_dir) in _ORBAX_REMOTE_SCHEMES:
+        return
+    try:
+        version = importlib.metadata.version("orbax-checkpoint")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    scheme = fs.protocol(model_dir)
+    raise UnsupportedCheckpointLocationError(
+        f"model_dir {model_dir!r}: the installed orbax-checkpoint {version} cannot write checkpoints to "
+        f"{scheme}:// (it passes such paths to its local-file driver). Use a gs:// model_dir, a local path, "
+        f"or mount the bucket and give its mount point (s3fs-fuse, mountpoint-s3, gcsfuse). Input data, "
+        f"exports (export_saved_model) and TensorBoard events can stay on {scheme}://.")
+
+
 def checkpoint_dir(model_dir: str) -> str:
-    """Where the checkpoints of ``model_dir`` live."""
-    return os.path.join(os.path.abspath(model_dir), CHECKPOINT_SUBDIR)
+    """Where the checkpoints of ``model_dir`` live (a URL stays a URL)."""
+    return fs.join(fs.absolute(model_dir), CHECKPOINT_SUBDIR)
+
+
+def _see_other_writers(directory: str) -> None:
+    """Forgets cached bucket listings, so that steps another process wrote or deleted are seen.
+
+    fsspec caches listings without expiry, in our file system and in the one orbax lists
+    steps through (etils.epath uses fsspec for gs:// when TensorFlow is absent): a continuous
+    evaluator or a reader would otherwise never see a new checkpoint.
+    """
+    if fs.is_url(directory):
+        from etils.epath import backend
+
+        fs.forget_listings(directory)
+        backend.fsspec_backend.fs(directory).invalidate_cache()
+
+
+def has_checkpoint_dir(model_dir: str) -> bool:
+    """Whether ``model_dir`` has a checkpoint directory (as it is now, also on a bucket)."""
+    directory = checkpoint_dir(model_dir)
+    _see_other_writers(directory)
+    return fs.isdir(directory)
 
 
 def parse_checkpoint_path(path: str) -> tuple[str, int | None]:
@@ -74,11 +129,11 @@ def parse_checkpoint_path(path: str) -> tuple[str, int | None]:
 
     Accepts ``model_dir``, ``model_dir/checkpoints`` or ``model_dir/checkpoints/<step>``.
     """
-    path = os.path.abspath(path)
-    base = os.path.basename(path)
-    parent = os.path.dirname(path)
-    if base.isdigit() and os.path.basename(parent) == CHECKPOINT_SUBDIR:
-        return os.path.dirname(parent), int(base)
+    path = fs.absolute(path)
+    base = fs.basename(path)
+    parent = fs.dirname(path)
+    if base.isdigit() and fs.basename(parent) == CHECKPOINT_SUBDIR:
+        return fs.dirname(parent), int(base)
     if base == CHECKPOINT_SUBDIR:
         return parent, None
     return path, None
@@ -94,6 +149,7 @@ class CheckpointStore:
     """
 
     def __init__(self, model_dir: str, keep_checkpoint_max: int | None = 5, read_only: bool = False):
+        check_checkpoint_location(model_dir)
         self.directory = checkpoint_dir(model_dir)
         self._warned_steps: set[int] = set()
         self._pending: int | None = None  # the step whose write may still run in the background
@@ -123,17 +179,19 @@ class CheckpointStore:
 
     def latest_step(self) -> int | None:
         """The newest complete step, or None."""
+        _see_other_writers(self.directory)
         self._manager.reload()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
         """All complete steps, oldest first."""
+        _see_other_writers(self.directory)
         self._manager.reload()
         return sorted(self._manager.all_steps())
 
     def step_path(self, step: int) -> str:
         """The directory of one step's checkpoint."""
-        return os.path.join(self.directory, str(step))
+        return fs.join(self.directory, str(step))
 
     def save(self, step: int, state: Any, input_state: Any = None) -> None:
         """Starts writing a checkpoint of ``state`` at ``step`` (finished in the background).
@@ -223,7 +281,7 @@ class CheckpointStore:
             if quarantine:
                 self.quarantine(step)
         if steps:
-            where = (f"they were moved to {os.path.join(os.path.dirname(self.directory), CORRUPT_SUBDIR)}; rerun "
+            where = (f"they were moved to {fs.join(fs.dirname(self.directory), CORRUPT_SUBDIR)}; rerun "
                      "to train from scratch" if quarantine else "delete or move them to start from scratch")
             raise CheckpointCorruptError(
                 f"Every checkpoint in {self.directory} (steps {steps}) is incomplete or damaged; {where}.")
@@ -232,9 +290,9 @@ class CheckpointStore:
     def quarantine(self, step: int) -> None:
         """Moves a damaged step out of the checkpoint directory (process 0; every process must call it)."""
         if jax.process_index() == 0:
-            target = os.path.join(os.path.dirname(self.directory), CORRUPT_SUBDIR, f"{step}-{int(time.time())}")
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.move(self.step_path(step), target)
+            target = fs.join(fs.dirname(self.directory), CORRUPT_SUBDIR, f"{step}-{int(time.time())}")
+            fs.makedirs(fs.dirname(target))
+            fs.move(self.step_path(step), target)  # on buckets a copy and a delete, object by object
             log.warning("Moved the damaged checkpoint %s to %s.", self.step_path(step), target)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"quarantine checkpoint {step}")
@@ -435,7 +493,7 @@ def _differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[st
 
 
 def _mismatch_message(path: str, step: int, differences: dict[str, list[str]]) -> str:
-    model_dir = os.path.dirname(os.path.dirname(path))
+    model_dir = fs.dirname(fs.dirname(path))
     shown = "; ".join(f"{kind}: {', '.join(items[:4])}" + (f" and {len(items) - 4} more" if len(items) > 4 else "")
                       for kind, items in differences.items() if items)
     paths = [p.split(" ")[0] for items in differences.values() for p in items]
@@ -456,7 +514,7 @@ def _mismatch_message(path: str, step: int, differences: dict[str, list[str]]) -
 def _structure_message(path: str, step: int, error: BaseException) -> str:
     """A CheckpointMismatchError message for orbax's raw "tree structures do not match"."""
     detail = " ".join(line.strip() for line in str(error).splitlines()[1:6] if line.strip())
-    model_dir = os.path.dirname(os.path.dirname(path))
+    model_dir = fs.dirname(fs.dirname(path))
     if "opt_state" in str(error):
         what = ("the optimizer state in the checkpoint has another structure than the current optimizer's "
                 "(was the optimizer changed since this checkpoint was written, e.g. adam -> adamw?)")

@@ -19,6 +19,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from input_pipelines import fs
+
 
 class ConfigError(ValueError):
     """A config file or override does not fit the schema; the message names the key."""
@@ -149,8 +151,7 @@ def apply_override(tree: dict[str, Any], override: str) -> None:
 def load_raw(path: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """The YAML file as a dict with the overrides applied (no validation)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            tree = yaml.safe_load(f) or {}
+        tree = yaml.safe_load(fs.read_text(path)) or {}
     except FileNotFoundError as error:
         raise ConfigError(f"config file {path!r} does not exist.") from error
     except yaml.YAMLError as error:
@@ -178,5 +179,4 @@ def to_dict(config: Any) -> dict[str, Any]:
 def dump(config: Any, path: str) -> None:
     """Writes the resolved config (a config dataclass or a plain dict) as YAML."""
     data = config if isinstance(config, dict) else to_dict(config)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
+    fs.write_atomically(path, yaml.safe_dump(data, sort_keys=False))

@@ -26,7 +26,12 @@ import optax
 from estimator import _legacy_hooks, distribute, input_plumbing, nn, train_core
 from estimator._prefetch import Prefetcher
 from estimator._restore_cache import RestoreCache
-from estimator.checkpoint import CheckpointStore, checkpoint_dir, parse_checkpoint_path
+from estimator.checkpoint import (
+    CheckpointStore,
+    check_checkpoint_location,
+    has_checkpoint_dir,
+    parse_checkpoint_path,
+)
 from estimator.eval_loop import run_evaluation
 from estimator.hooks import Hook, RunContext
 from estimator.input_plumbing import accepted_args
@@ -36,6 +41,7 @@ from estimator.run_config import RunConfig
 from estimator.spec import EstimatorSpec, EstimatorSpecError, ModeKeys
 from estimator.train_loop import TrainingInterruptedError, run_training  # noqa: F401 (re-exported: the old import path)
 from estimator.warm_start import apply_warm_start
+from input_pipelines import fs
 
 if TYPE_CHECKING:
     from estimator.export import Servable
@@ -95,7 +101,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
             raise EstimatorError(f"model_fn must be callable, got {type(model_fn).__name__}.")
         config = config or RunConfig()
         distribute.initialize(config)  # multi-process start-up, before any device is touched
-        if model_dir and config.model_dir and os.path.abspath(model_dir) != os.path.abspath(config.model_dir):
+        if model_dir and config.model_dir and fs.absolute(model_dir) != fs.absolute(config.model_dir):
             raise EstimatorError(
                 f"model_dir={model_dir!r} differs from RunConfig.model_dir={config.model_dir!r}; give one of them."
             )
@@ -103,9 +109,13 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         if not model_dir:
             model_dir = tempfile.mkdtemp(prefix="estimator_")
             log.warning("Using temporary folder as model directory: %s", model_dir)
-        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        check_checkpoint_location(model_dir)  # s3:// fails here, not at the first save
+        warm_source = getattr(warm_start_from, "ckpt_to_initialize_from", warm_start_from)
+        if isinstance(warm_source, str | os.PathLike):
+            check_checkpoint_location(os.fspath(warm_source))
+        if fs.isfile(fs.absolute(model_dir)):
             raise EstimatorError(f"model_dir {model_dir!r} is a file, not a directory; give a directory path.")
-        self._model_dir = os.path.abspath(model_dir)
+        self._model_dir = fs.absolute(model_dir)  # a URL is kept as given (never abspath'ed)
         self._config = config.replace(model_dir=self._model_dir)
         self._params = dict(params or {})
         self._model_fn = model_fn
@@ -150,7 +160,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
 
     def eval_dir(self, name: str | None = None) -> str:
         """The event-file directory of evaluation ``name`` (``eval`` or ``eval_<name>``)."""
-        return os.path.join(self._model_dir, f"eval_{name}" if name else "eval")
+        return fs.join(self._model_dir, f"eval_{name}" if name else "eval")
 
     # ------------------------------------------------------------------ model_fn plumbing
     def _call_model_fn(self, features: Any, labels: Any, mode: str) -> EstimatorSpec:
@@ -233,7 +243,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
 
     def latest_checkpoint(self) -> str | None:
         """Path of the newest complete checkpoint in model_dir, or None (damaged ones are skipped with a warning)."""
-        if not os.path.isdir(checkpoint_dir(self._model_dir)):
+        if not has_checkpoint_dir(self._model_dir):
             return None
         store = self._reader(self._model_dir)
         step = store.usable_latest_step()
@@ -245,7 +255,7 @@ class Estimator(_legacy_hooks.DeprecatedHooks):
         ``keep``: keep it for the next read (predict, export, variables); evaluate only reuses a kept one.
         """
         root, step = parse_checkpoint_path(checkpoint_path or self._model_dir)
-        if checkpoint_path is None and not os.path.isdir(checkpoint_dir(root)):
+        if checkpoint_path is None and not has_checkpoint_dir(root):
             return None
         store = self._reader(root)
         if step is not None:

@@ -2,7 +2,8 @@
 
 ``eval_dir/results.jsonl`` holds one JSON line per evaluated ``global_step`` (the
 newest result of a step replaces an older one, so a redone evaluation leaves no
-duplicate); it is rewritten atomically (temporary file, fsync, rename), so a kill
+duplicate); it is rewritten whole and atomically (locally a temporary file, fsync,
+rename; on a bucket, which cannot append, one upload of the whole object), so a kill
 never leaves half a line. ``eval_dir/progress.json`` is the journal of
 ``train_and_evaluate`` and the continuous evaluator: for every step due for
 evaluation, whether it is the final one and which exporters finished on it. A
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import jax
+
+from input_pipelines import fs
 
 log = logging.getLogger("estimator")
 
@@ -28,30 +30,21 @@ RESULTS_FILE = "results.jsonl"
 JOURNAL_FILE = "progress.json"
 
 
-def _write_atomically(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_eval_history(eval_dir: str) -> list[dict[str, Any]]:
     """Evaluation results written by ``Estimator.evaluate`` in ``eval_dir``, by step (a damaged line is skipped)."""
-    path = os.path.join(eval_dir, RESULTS_FILE)
-    if not os.path.exists(path):
+    path = fs.join(eval_dir, RESULTS_FILE)
+    try:
+        text = fs.read_text(path)
+    except FileNotFoundError:
         return []
     results = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                results.append(json.loads(line))
-            except ValueError:
-                log.warning("%s:%d is not a JSON line; skipped.", path, number)
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            results.append(json.loads(line))
+        except ValueError:
+            log.warning("%s:%d is not a JSON line; skipped.", path, number)
     return results
 
 
@@ -60,7 +53,7 @@ def write_eval_result(eval_dir: str, result: dict[str, Any]) -> None:
     step = result["global_step"]
     kept = [r for r in read_eval_history(eval_dir) if r.get("global_step") != step]
     lines = sorted([*kept, result], key=lambda r: r.get("global_step", 0))
-    _write_atomically(os.path.join(eval_dir, RESULTS_FILE), "".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
+    fs.write_atomically(fs.join(eval_dir, RESULTS_FILE), "".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
 
 
 class EvalJournal:
@@ -68,12 +61,11 @@ class EvalJournal:
 
     def __init__(self, eval_dir: str):
         self.eval_dir = eval_dir
-        self.path = os.path.join(eval_dir, JOURNAL_FILE)
+        self.path = fs.join(eval_dir, JOURNAL_FILE)
 
     def _read(self) -> dict[str, Any]:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(fs.read_text(self.path))
             return data if isinstance(data, dict) else {}
         except FileNotFoundError:
             return {}
@@ -85,7 +77,7 @@ class EvalJournal:
         if jax.process_index() != 0:
             return
         try:
-            _write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
+            fs.write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
         except OSError as error:  # a read-only model_dir: evaluating still works, redoing does not
             log.warning("Could not record evaluation progress in %s (%s).", self.path, error)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from estimator._export_dir import garbage_collect
 from estimator.eval_history import read_eval_history
 from estimator.export import Exportable, export_saved_model
 from estimator.keys import MetricKeys
+from input_pipelines import fs
 
 BEST_EVAL_FILE = "best_eval.json"
 
@@ -123,26 +123,19 @@ class BestExporter(Exporter):
         if eval_result is None:
             raise ExporterError("BestExporter.export needs the eval_result of the evaluation.")
         current = _jsonable(eval_result)
-        best_file = os.path.join(export_path, BEST_EVAL_FILE)
+        best_file = fs.join(export_path, BEST_EVAL_FILE)
         best = self._best_so_far(estimator, best_file, current)
         if best is not None and not self._compare(best, current):
             return None
         path = self._export(estimator, export_path, checkpoint_path)
-        tmp = best_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"eval_result": current, "export": os.path.basename(path)}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, best_file)
+        fs.write_atomically(best_file, json.dumps({"eval_result": current, "export": fs.basename(path)}, indent=1))
         return path
 
     def _best_so_far(self, estimator: Exportable, best_file: str, current: Mapping[str, Any]) -> Any:
-        if os.path.isfile(best_file):
-            try:
-                with open(best_file) as f:
-                    return json.load(f)["eval_result"]
-            except (ValueError, KeyError, OSError):
-                pass  # damaged: the history below decides
+        try:
+            return json.loads(fs.read_text(best_file))["eval_result"]
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # missing or damaged: the history below decides
         eval_dir = getattr(estimator, "eval_dir", None)
         if eval_dir is None:
             return None

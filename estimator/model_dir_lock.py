@@ -2,13 +2,16 @@
 
 Two trainers on one model_dir would overwrite each other's checkpoints and config.
 ``ModelDirLock`` creates ``model_dir/train.lock`` with ``O_CREAT | O_EXCL`` (atomic,
-also on network file systems) holding JSON ``{host, pid, start_time, argv}``; a
-background thread refreshes its mtime every ``HEARTBEAT_SECS`` while it is held.
-An existing lock is stale, and taken over with a warning, when
+also on network file systems; on a gs:// or s3:// bucket a conditional upload that
+fails when the object exists) holding JSON ``{host, pid, start_time, argv, token}``;
+a background thread refreshes its mtime (on a bucket: rewrites the object, which
+renews its update time) every ``HEARTBEAT_SECS`` while it is held. An existing
+lock is stale, and taken over with a warning, when
 
 * it was taken on this host by a process that is no longer alive, or
 * it was taken on another host and not refreshed for ``timeout_secs``
-  (a crashed host cannot release it), or
+  (a crashed host cannot release it; on a bucket its age is the object's update
+  time by the store's clock against this host's clock), or
 * the caller passes ``break_lock=True`` (the user knows the holder is gone).
 
 Otherwise ``ModelDirLockError`` names the holder. Readers (evaluate, predict,
@@ -32,6 +35,7 @@ from typing import Any
 import jax
 
 from estimator import distribute
+from input_pipelines import fs
 
 log = logging.getLogger("estimator")
 
@@ -61,8 +65,7 @@ def _pid_alive(pid: int, since: Any = None) -> bool:
 def read_holder(path: str) -> dict[str, Any] | None:
     """The lock file's holder record; {} for an unreadable record; None when there is no lock file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            holder = json.load(f)
+        holder = json.loads(fs.read_text(path))
         return holder if isinstance(holder, dict) else {}
     except FileNotFoundError:
         return None
@@ -86,7 +89,7 @@ class ModelDirLock:
     """
 
     def __init__(self, model_dir: str, timeout_secs: float = 3600.0, break_lock: bool = False):
-        self.path = os.path.join(model_dir, LOCK_FILE)
+        self.path = fs.join(model_dir, LOCK_FILE)
         self._timeout = timeout_secs
         self._break = break_lock
         self._depth = 0
@@ -104,15 +107,15 @@ class ModelDirLock:
                   "argv": sys.argv, "token": self._token}
         for _ in range(3):
             try:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                if self._create(record):
+                fs.makedirs(fs.dirname(self.path))
+                if fs.create_exclusively(self.path, json.dumps(record)):
                     break
             except (PermissionError, OSError) as error:
                 if isinstance(error, FileExistsError):
                     raise
                 raise ModelDirLockError(
-                    f"Cannot train in model_dir {os.path.dirname(self.path)}: it is not writable "
-                    f"({error.strerror}). Training writes checkpoints there; evaluate, predict and export "
+                    f"Cannot train in model_dir {fs.dirname(self.path)}: it is not writable "
+                    f"({error.strerror or error}). Training writes checkpoints there; evaluate, predict and export "
                     "work on a read-only model_dir.") from None
             holder = read_holder(self.path)
             if holder is None:
@@ -120,7 +123,7 @@ class ModelDirLock:
             reason = self._stale_reason(holder)
             if reason is None:
                 raise ModelDirLockError(
-                    f"model_dir {os.path.dirname(self.path)} is locked by another trainer ({_describe(holder)}; "
+                    f"model_dir {fs.dirname(self.path)} is locked by another trainer ({_describe(holder)}; "
                     f"lock file {self.path}). Two trainers on one model_dir overwrite each other's checkpoints. "
                     "Wait for it to finish, use another model_dir, or, if that trainer is gone, delete the lock "
                     "file or pass break_model_dir_lock (run.break_model_dir_lock=true)."
@@ -147,7 +150,7 @@ class ModelDirLock:
         holder = read_holder(self.path)
         if holder is not None and holder.get("token") == self._token:
             with contextlib.suppress(OSError):  # a read-only or vanished model_dir: nothing to release
-                os.remove(self.path)
+                fs.remove(self.path)
 
     def __enter__(self) -> ModelDirLock:
         self.acquire()
@@ -155,17 +158,6 @@ class ModelDirLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
-
-    def _create(self, record: dict[str, Any]) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
 
     def _stale_reason(self, holder: dict[str, Any]) -> str | None:
         if self._break:
@@ -176,7 +168,7 @@ class ModelDirLock:
             alive = _pid_alive(pid, holder.get("start_time"))
             return None if alive else f"process {pid} on this host is no longer alive"
         try:
-            age = time.time() - os.path.getmtime(self.path)
+            age = time.time() - fs.modified_time(self.path)
         except FileNotFoundError:
             return "it was just released"
         if age > self._timeout:
@@ -185,6 +177,11 @@ class ModelDirLock:
 
     def _remove_if(self, holder: dict[str, Any]) -> None:
         """Removes the lock file if it still holds ``holder`` (not a lock taken meanwhile)."""
+        if fs.is_url(self.path):  # no rename on buckets: read, compare, delete (a window of one request)
+            if read_holder(self.path) == holder:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.remove(self.path)
+            return
         aside = f"{self.path}.stale-{uuid.uuid4().hex}"
         try:
             os.rename(self.path, aside)
@@ -201,8 +198,23 @@ class ModelDirLock:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECS):
+            try:
+                self._refresh()
+            except Exception as error:  # noqa: BLE001 - a failed refresh must not stop training
+                log.warning("Could not refresh the lock %s (%s); retrying in %.0f s.", self.path, error, HEARTBEAT_SECS)
+
+    def _refresh(self) -> None:
+        """Renews the lock's age: touches the file; on a bucket rewrites the object, if it is still ours."""
+        if not fs.is_url(self.path):
             with contextlib.suppress(OSError):
                 os.utime(self.path)
+            return
+        holder = read_holder(self.path)
+        if not holder or holder.get("token") != self._token:  # broken by someone: never overwrite their lock
+            log.warning("The lock %s is no longer held by this trainer (now: %s).", self.path,
+                        _describe(holder) if holder else "none")
+            return
+        fs.write_atomically(self.path, json.dumps(holder))
 
 
 @contextlib.contextmanager
@@ -219,7 +231,7 @@ def chief_holds(lock: ModelDirLock) -> Iterator[None]:
     if error is not None:
         raise error
     if not agreed:
-        raise ModelDirLockError(f"process 0 could not take the training lock of {os.path.dirname(lock.path)}; see its log.")
+        raise ModelDirLockError(f"process 0 could not take the training lock of {fs.dirname(lock.path)}; see its log.")
     try:
         yield
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from estimator.hooks import Hook, RunContext, RunValues, fails_on_nan, log_loss,
 from estimator.spec import ModeKeys
 from estimator.summary import SummaryWriter, learning_rate_of
 from estimator.train_core import TrainState
+from input_pipelines import fs
 
 if TYPE_CHECKING:
     from estimator.estimator import Estimator
@@ -159,8 +159,8 @@ class TrainLoop:
         if not self.chief:
             return
         payload = {"run_config": self.config.to_dict(), "params": self.est.params}
-        with open(os.path.join(self.est.model_dir, "run_config.json"), "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, default=str)
+        fs.write_atomically(fs.join(self.est.model_dir, "run_config.json"),
+                            json.dumps(payload, indent=2, sort_keys=True, default=str))
         self.writer.text("run_config", payload)
 
     def _loop(self, state: TrainState, first: Any, prefetcher: Prefetcher) -> None:

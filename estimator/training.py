@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from estimator._export_dir import remove_stale_tmp
 from estimator.cadence import Cadence
-from estimator.checkpoint import CheckpointStore, checkpoint_dir
+from estimator.checkpoint import CheckpointStore, checkpoint_dir, has_checkpoint_dir
 from estimator.eval_history import EvalJournal, pending
 from estimator.hooks import Hook, RunContext, RunValues
+from input_pipelines import fs
 
 log = logging.getLogger("estimator")
 
@@ -102,7 +102,7 @@ def run_exporters(estimator: Any, exporters: Sequence[Any], eval_result: dict[st
         if exporter.name in done:
             path = done[exporter.name]
         else:
-            export_path = os.path.join(estimator.model_dir, "export", exporter.name)
+            export_path = fs.join(estimator.model_dir, "export", exporter.name)
             remove_stale_tmp(export_path)
             path = exporter.export(estimator, export_path, checkpoint, eval_result, is_the_final_export)
             if journal is not None:
@@ -133,8 +133,9 @@ def _redo_interrupted(estimator: Any, eval_spec: EvalSpec, journal: EvalJournal,
     """Evaluations and exports a kill interrupted, redone on their checkpoints; returns the newest redone."""
     metrics, exports, redone = {}, [], None
     for step in pending(recorded, [e.name for e in eval_spec.exporters]):
-        path = os.path.join(checkpoint_dir(estimator.model_dir), str(step))
-        if not os.path.isdir(path):
+        path = fs.join(checkpoint_dir(estimator.model_dir), str(step))
+        fs.forget_listings(path)
+        if not fs.isdir(path):
             log.warning("The evaluation or export of step %d was interrupted and its checkpoint %s is gone; "
                         "not redone.", step, path)
             continue
@@ -181,7 +182,7 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
         due = _EvalDue(eval_spec.every_n_steps, eval_spec.throttle_secs, last_eval_time)
         estimator.train(train_spec.input_fn, hooks=[*train_spec.hooks, due], max_steps=train_spec.max_steps)
         after = estimator.latest_checkpoint()
-        step = int(os.path.basename(after)) if after else 0
+        step = int(fs.basename(after)) if after else 0
         # Done when nothing was trained, max_steps was reached, or the chunk ended before an
         # evaluation was due: the input ran out or another hook (early stopping) stopped it.
         finished = (after == before or not due.requested
@@ -201,7 +202,7 @@ def _train_and_evaluate(estimator: Any, train_spec: TrainSpec, eval_spec: EvalSp
 
 def _latest_step(store: CheckpointStore | None, model_dir: str) -> tuple[CheckpointStore | None, int | None]:
     if store is None:
-        if not os.path.isdir(checkpoint_dir(model_dir)):
+        if not has_checkpoint_dir(model_dir):
             return None, None
         store = CheckpointStore(model_dir, read_only=True)
     return store, store.latest_step()
@@ -246,7 +247,8 @@ def continuous_evaluate(estimator: Any, eval_spec: EvalSpec, max_steps: int | No
                 metrics, exports = _evaluate_and_export(estimator, eval_spec, journal, step, path, final,
                                                         recorded.get(step))
             except (FileNotFoundError, ValueError) as error:
-                if os.path.isdir(path):
+                fs.forget_listings(path)
+                if fs.isdir(path):
                     raise
                 log.warning("Checkpoint %s was deleted before it could be evaluated (%s); waiting for the next.",
                             path, error)

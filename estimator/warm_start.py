@@ -53,13 +53,13 @@ def _select(names: list[str], patterns: str | list[str]) -> list[str]:
 
 def _checkpoint_variables(path: str) -> tuple[dict[str, np.ndarray], str]:
     from estimator import nn
-    from estimator.checkpoint import CheckpointStore, parse_checkpoint_path
+    from estimator.checkpoint import CheckpointStore, checkpoint_dir, parse_checkpoint_path
 
     root, step = parse_checkpoint_path(path)
     store = CheckpointStore(root, read_only=True)
     step = store.latest_step() if step is None else step
     if step is None:
-        raise WarmStartError(f"warm_start_from={path!r}: no complete checkpoint under {os.path.join(root, 'checkpoints')}.")
+        raise WarmStartError(f"warm_start_from={path!r}: no complete checkpoint under {checkpoint_dir(root)}.")
     state = store.restore_arrays(step)
     flat = {**nn.flatten_names(state.get("model_state") or {}), **nn.flatten_names(state["params"])}
     return {k: np.asarray(v) for k, v in flat.items()}, store.step_path(step)

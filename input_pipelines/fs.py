@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import datetime
 import functools
 import glob as _glob
 import io
@@ -94,6 +95,17 @@ def reset_filesystems() -> None:
         pass
 
 
+def forget_listings(path: str | os.PathLike) -> None:
+    """Drops the directory listings this process cached for URL `path`'s store (a no-op locally).
+
+    fsspec keeps listings without expiry, so objects that another process wrote or deleted
+    since stay unseen by `isdir`, `exists` and listings until they are forgotten.
+    """
+    p = os.fspath(path)
+    if is_url(p):
+        filesystem(p).invalidate_cache()
+
+
 def exists(path: str | os.PathLike) -> bool:
     """Whether a file or directory (a prefix with objects under it, on buckets) is at `path`."""
     p = os.fspath(path)
@@ -116,6 +128,44 @@ def getsize(path: str | os.PathLike) -> int:
     """Size of the file at `path` in bytes."""
     p = os.fspath(path)
     return int(filesystem(p).size(p)) if is_url(p) else os.path.getsize(p)
+
+
+def _fresh_info(path: str) -> dict[str, Any]:
+    """fsspec's info of URL `path`, not from a listing cached earlier (objects change under us)."""
+    fs = filesystem(path)
+    fs.invalidate_cache(_strip(path))
+    return fs.info(path)
+
+
+def modified_time(path: str | os.PathLike) -> float:
+    """When the file at `path` was last written, in seconds since the epoch (the store's clock on buckets)."""
+    p = os.fspath(path)
+    if not is_url(p):
+        return os.path.getmtime(p)
+    info = _fresh_info(p)
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    if isinstance(stamp, str):
+        stamp = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if isinstance(stamp, datetime.datetime):
+        return stamp.timestamp()
+    if isinstance(stamp, int | float):
+        return float(stamp)
+    raise OSError(f"the store does not tell when {p!r} was written (info: {sorted(info)})")
+
+
+def identity(path: str | os.PathLike) -> tuple[Any, ...]:
+    """What changes when the file or directory at `path` is written anew: (path, inode, mtime) locally,
+    (url, generation or ETag, size, mtime) of an object on buckets. OSError when it is absent."""
+    p = os.fspath(path)
+    if not is_url(p):
+        stat = os.stat(p)
+        return (os.path.realpath(p), stat.st_ino, stat.st_mtime_ns)
+    info = _fresh_info(p)
+    if info.get("type") == "directory":
+        raise IsADirectoryError(f"{p!r} is a prefix, not an object: buckets keep no identity for it")
+    version = info.get("generation") or info.get("ETag") or info.get("etag") or info.get("VersionId")
+    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    return (p, str(version), info.get("size"), str(stamp))
 
 
 def listdir(path: str | os.PathLike) -> list[str]:

@@ -9,7 +9,6 @@ the input functions and the serving input. Scripts in ``scripts/`` share it.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib
 import json
 import os
@@ -18,8 +17,10 @@ import typing
 from typing import Any
 
 from estimator import ModeKeys, RunConfig, RunConfigError
+from estimator.checkpoint import UnsupportedCheckpointLocationError, check_checkpoint_location
 from estimator.config import ConfigError, bounded, build, load_raw
 from estimator.training import EvalSpec, continuous_evaluate
+from input_pipelines import fs
 
 MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
 EXPORTERS = ("best", "final", "latest")
@@ -137,7 +138,7 @@ def load_task_config(path: str, overrides: list[str] | None = None, check_files:
     if check_files:
         for key in ("train_files", "eval_files"):
             pattern = getattr(config.data, key, None)
-            if pattern and not glob.glob(os.path.expanduser(pattern)):
+            if pattern and not fs.glob(pattern):
                 raise ConfigError(
                     f"config key 'data.{key}' = {pattern!r} matches no file (from {os.getcwd()}); "
                     "generate data with scripts/make_taxi_data.py or fix the path."
@@ -153,8 +154,11 @@ def _check_run(config: TaskConfig) -> None:
         field = re.match(r"RunConfig\.(\w+) (.*)", str(error), re.S)
         message = f"config key 'run.{field[1]}' {field[2]}" if field else f"config section 'run': {error}"
         raise ConfigError(message) from None
-    model_dir = os.path.expanduser(config.run.model_dir)
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    try:
+        check_checkpoint_location(config.run.model_dir)
+    except UnsupportedCheckpointLocationError as error:
+        raise ConfigError(f"config key 'run.model_dir': {error}") from None
+    if fs.isfile(fs.absolute(config.run.model_dir)):
         raise ConfigError(f"config key 'run.model_dir' = {config.run.model_dir!r} is a file, not a directory.")
     unknown = [e for e in config.export.exporters if e not in EXPORTERS]
     if unknown:

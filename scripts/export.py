@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
+from input_pipelines import fs
 from models import task
 
 
@@ -36,9 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         spec = task.serving_input(config)
-    from input_pipelines import fs
-
-    base = args.export_dir or fs.join(est.model_dir, "export", "manual")  # model_dir may be a bucket URL
+    base = args.export_dir or fs.join(est.model_dir, "export", "manual")
     from estimator import EstimatorError
     from estimator.export import ExportError, export_saved_model
 

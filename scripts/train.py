@@ -17,13 +17,13 @@ an evaluation or export a kill interrupted is redone first.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 from estimator import ModeKeys, ProgressHook, distribute
 from estimator import config as config_lib
 from estimator.training import EvalSpec, TrainSpec, train_and_evaluate
+from input_pipelines import fs
 from models import task
 
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return task.evaluate_continuously(config, poll_secs=5.0, timeout_secs=None)
     est = task.build_estimator(config)
     with est.writer_lock():  # a second trainer on this model_dir fails here, before touching config.yaml
-        config_lib.dump(config.to_dict(), os.path.join(est.model_dir, "config.yaml"))
+        config_lib.dump(config.to_dict(), fs.join(est.model_dir, "config.yaml"))
         return _train(config, est)
 
 
