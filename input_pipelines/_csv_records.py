@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from input_pipelines import fs
 from input_pipelines.errors import UnreadableFileError
 
 #: A record (line, or quoted value spanning lines) longer than this is an error, so one
@@ -75,10 +76,11 @@ def open_csv(path: str, compression: str, offset: int = 0) -> BinaryIO:
     """`path` opened for reading its uncompressed bytes from `offset`.
 
     Compressed streams cannot jump: seeking decompresses (and drops) the bytes before `offset`,
-    which costs time, not memory.
+    which costs time, not memory. A URL (gs://, s3://) is read with ranged requests, so an
+    uncompressed file opened at `offset` downloads from there.
     """
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        raw = fs.open(path, "rb")  # noqa: SIM115 - the caller closes it
         if compression == "GZIP":
             fh: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
             fh.myfileobj = raw  # close the file with the stream

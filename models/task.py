@@ -9,7 +9,6 @@ the input functions and the serving input. Scripts in ``scripts/`` share it.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import importlib
 import json
 import os
@@ -20,6 +19,7 @@ from typing import Any
 from estimator import ModeKeys, RunConfig, RunConfigError
 from estimator.config import ConfigError, bounded, build, load_raw
 from estimator.training import EvalSpec, continuous_evaluate
+from input_pipelines import fs
 
 MODELS = {"taxi_fare": "models.taxi_fare", "transformer_lm": "models.transformer_lm"}
 EXPORTERS = ("best", "final", "latest")
@@ -137,9 +137,10 @@ def load_task_config(path: str, overrides: list[str] | None = None, check_files:
     if check_files:
         for key in ("train_files", "eval_files"):
             pattern = getattr(config.data, key, None)
-            if pattern and not glob.glob(os.path.expanduser(pattern)):
+            if pattern and not fs.glob(pattern):
+                where = "" if fs.is_url(pattern) else f" (from {os.getcwd()})"
                 raise ConfigError(
-                    f"config key 'data.{key}' = {pattern!r} matches no file (from {os.getcwd()}); "
+                    f"config key 'data.{key}' = {pattern!r} matches no file{where}; "
                     "generate data with scripts/make_taxi_data.py or fix the path."
                 )
     return config
