@@ -162,24 +162,25 @@ def glob(pattern: str | os.PathLike) -> list[str]:
 
 
 #: Bytes fetched per request when a URL is read through a small `read()` (a header line, a
-#: Parquet footer); larger reads go out as one ranged request of their own size.
+#: Parquet footer); larger reads go out as ranged requests of their own size.
 URL_READ_BUFFER = 1 << 20
 
 
 def open(path: str | os.PathLike, mode: str = "rb", encoding: str | None = None,  # noqa: A001
-         newline: str | None = None, *, buffering: int = -1) -> IO[Any]:
+         newline: str | None = None, *, url_buffer: int | None = None) -> IO[Any]:
     """`path` opened like builtins.open (binary or text modes 'r', 'w', 'x'; no '+').
 
     A URL opened for reading is an `io.BufferedReader` (as a local file is) over fsspec's
     file without its own cache: each read the buffer cannot serve is one ranged GET of the
     bytes asked for, `seek` costs nothing, so a reader that seeks to an offset downloads from
-    there. `buffering` is that buffer's size (-1: URL_READ_BUFFER; local paths: as builtins).
+    there. `url_buffer` is that buffer's size (None: URL_READ_BUFFER; unused for local paths):
+    a read of at least that many bytes goes out directly, a smaller one fetches that many.
     Buckets cannot append ('a' is refused), and 'x' uploads the object when the file is
     closed, only if no object of that name exists then (FileExistsError otherwise).
     """
     p = os.fspath(path)
     if not is_url(p):
-        return builtins.open(p, mode, buffering, encoding=encoding, newline=newline)
+        return builtins.open(p, mode, encoding=encoding, newline=newline)
     binary = mode.replace("t", "") if "b" in mode else mode.replace("t", "") + "b"
     if "+" in binary or "a" in binary:
         raise ValueError(f"cannot open {p!r} in mode {mode!r}: objects in a bucket cannot be appended to or "
@@ -187,7 +188,7 @@ def open(path: str | os.PathLike, mode: str = "rb", encoding: str | None = None,
     if binary == "rb":
         with _missing_named(p):
             raw = filesystem(p).open(p, "rb", cache_type="none")
-        fh: IO[Any] = io.BufferedReader(raw, URL_READ_BUFFER if buffering < 0 else max(1, buffering))
+        fh: IO[Any] = io.BufferedReader(raw, max(1, url_buffer or URL_READ_BUFFER))
     elif binary == "xb":
         if exists(p):
             raise FileExistsError(errno.EEXIST, "an object already exists at", p)
