@@ -80,6 +80,10 @@ def _filesystem_for(proto: str) -> Any:
                          "gs:// or s3://") from e
 
 
+if hasattr(os, "register_at_fork"):  # a forked child must not use its parent's client (event loop, sockets)
+    os.register_at_fork(after_in_child=_filesystem_for.cache_clear)
+
+
 def filesystem(path: str | os.PathLike) -> Any:
     """The fsspec file system serving URL `path` (one instance per protocol and process)."""
     return _filesystem_for(protocol(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -141,6 +142,14 @@ def test_move_file_and_directory_then_remove(root):
     fs.rmtree(fs.join(root, "e"))  # missing_ok
     with pytest.raises(FileNotFoundError):
         fs.rmtree(fs.join(root, "e"), missing_ok=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_with_its_own_client(bucket):
+    fs.write_atomically(bucket + "/f.txt", "from the parent")
+    assert fs.read_text(bucket + "/f.txt") == "from the parent"  # the parent's client is up
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(fs.read_text, (bucket + "/f.txt",)).get(timeout=60) == "from the parent"
 
 
 def test_move_between_local_and_bucket_is_refused(tmp_path):
