@@ -78,7 +78,8 @@ def make_csv_dataset(
     fresh seed per iterator (kept in its state, so restoring is still exact).
 
     Args:
-      file_pattern: glob (or list of globs) of CSV files.
+      file_pattern: glob (or list of globs) of CSV files: local paths or URLs (gs://bucket/dir/*.csv,
+        s3://...; `**` matches any depth), read with ranged requests (`input_pipelines.fs`).
       batch_size: rows per batch.
       column_names: names of all columns; None reads them from the header of the first file
         (then every file's header must list the same names in the same order).

@@ -34,7 +34,7 @@ class NpyDataset(Dataset):
     """Rows of `.npy` / `.npz` files, in order, as chunks of up to `chunk_rows` rows.
 
     Args:
-      filenames: a path or list of paths.
+      filenames: a path or list of paths, local or gs:// / s3:// URLs.
       name: key for a plain `.npy` array (elements become `{name: row}`); None: bare rows.
       label_name: a field/key returned separately as the label: elements are (features, label).
       chunk_rows: rows per chunk.
@@ -122,13 +122,11 @@ def _open_arrays(path: str) -> Any:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    fh = fs.open(path, "rb")
+    fh = fs.open(path, "rb", url_buffer=1 << 16)  # the header costs one small request
     try:
-        if zipfile.is_zipfile(fh):
-            fh.seek(0)
+        if fh.peek(4)[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip (.npz), as np.load tells them
             with np.load(fh, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        fh.seek(0)
         return _RemoteNpy(path, fh)
     except BaseException:
         fh.close()

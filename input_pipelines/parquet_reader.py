@@ -74,7 +74,8 @@ class ParquetDataset(Dataset):
     Fixed-size list columns come back as (rows, n) arrays.
 
     Args:
-      filenames: a path or list of paths (for many files, `interleave(ParquetDataset)`).
+      filenames: a path or list of paths, local or gs:// / s3:// URLs (for many files,
+        `interleave(ParquetDataset)`).
       columns: columns to read (default: all).
       label_name: a column returned separately as the label: elements are (features, label).
       batch_rows: rows per chunk.

@@ -257,3 +257,28 @@ def test_local_pipelines_never_import_the_bucket_stack(shards, parquet_dir, tmp_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split(" ", 1) == [str(sum(ROWS) + 1050 + 10), "[]\n"]
+
+
+def test_npy_restore_reads_from_the_saved_row(bucket, monkeypatch):
+    rows = np.arange(600_000, dtype=np.float32).reshape(300_000, 2)  # 2.4 MB: more than one request
+    url = bucket + "/big.npy"
+    with fs.open(url, "wb") as f:
+        np.save(f, rows)
+    ds = NpyDataset(url, chunk_rows=50_000)
+    it = iter(ds)
+    for _ in range(250_000):  # unbatched: one row per element
+        next(it)
+    state = it.state()
+    fetched = []
+    with fs.open(url) as probe:
+        cls = type(probe.raw)
+    original = cls._fetch_range
+    monkeypatch.setattr(cls, "_fetch_range", lambda self, a, b: fetched.append((a, b)) or original(self, a, b))
+    again = iter(ds)
+    again.restore(state)
+    rest = np.stack(list(again))
+    np.testing.assert_array_equal(rest, rows[250_000:])
+    (start, stop), *body = fetched
+    assert start == 0 and stop <= 1 << 16, fetched  # the header: one small request
+    assert body and min(a for a, _ in body) >= 250_000 * rows.itemsize * 2, fetched  # then from the row on
+
