@@ -109,7 +109,8 @@ def make_csv_dataset(
       seed: the seed, under this library's name (give `seed` or `shuffle_seed`).
       on_error: "raise" (DataFormatError naming file:line) or "skip" (skip, count and log);
         the same as `ignore_errors` False / True.
-      block_size: bytes of CSV parsed at a time per file.
+      block_size: bytes of CSV parsed at a time per file (from a bucket: one ranged request each;
+        larger blocks mean fewer requests on a high-latency store, at that much memory per file).
     """
     seed = _one_seed(shuffle_seed, seed)
     if on_error is None:
