@@ -131,8 +131,11 @@ def test_move_file_and_directory_then_remove(root):
     _tree(root)
     fs.move(fs.join(root, "top.csv"), fs.join(root, "moved.csv"))
     assert not fs.exists(fs.join(root, "top.csv")) and fs.read_text(fs.join(root, "moved.csv")) == "top.csv"
+    fs.makedirs(fs.join(root, "d2"))
+    fs.write_atomically(fs.join(root, "d2", "kept"), "a sibling whose name starts like d")
     fs.move(fs.join(root, "d"), fs.join(root, "e"))
-    assert not fs.exists(fs.join(root, "d"))
+    assert not fs.exists(fs.join(root, "d")) and fs.read_text(fs.join(root, "d2", "kept")).startswith("a sibling")
+    fs.rmtree(fs.join(root, "d2"))
     assert fs.glob(fs.join(root, "e", "**")) == [fs.join(root, "e", n) for n in ("a.csv", "b.txt", "sub/c.csv")]
     assert fs.read_text(fs.join(root, "e", "sub", "c.csv")) == "d/sub/c.csv"
     fs.remove(fs.join(root, "moved.csv"))
