@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -150,9 +149,18 @@ def test_move_file_and_directory_then_remove(root):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_reads_with_its_own_client(bucket):
     fs.write_atomically(bucket + "/f.txt", "from the parent")
-    assert fs.read_text(bucket + "/f.txt") == "from the parent"  # the parent's client is up
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        assert pool.apply_async(fs.read_text, (bucket + "/f.txt",)).get(timeout=60) == "from the parent"
+    # In a fresh process (this one has JAX's threads, which fork must not copy).
+    code = textwrap.dedent(f"""
+        import os
+        from input_pipelines import fs
+        assert fs.read_text({bucket + "/f.txt"!r}) == "from the parent"  # the parent's client is up
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if fs.read_text({bucket + "/f.txt"!r}) == "from the parent" else 3)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "0", out.stderr
 
 
 def test_move_between_local_and_bucket_is_refused(tmp_path):
