@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from input_pipelines import fs
 from input_pipelines.errors import UnreadableFileError
 
 #: A record (line, or quoted value spanning lines) longer than this is an error, so one
@@ -71,14 +72,16 @@ class _ZlibReader(io.RawIOBase):
         super().close()
 
 
-def open_csv(path: str, compression: str, offset: int = 0) -> BinaryIO:
+def open_csv(path: str, compression: str, offset: int = 0, url_buffer: int | None = None) -> BinaryIO:
     """`path` opened for reading its uncompressed bytes from `offset`.
 
     Compressed streams cannot jump: seeking decompresses (and drops) the bytes before `offset`,
-    which costs time, not memory.
+    which costs time, not memory. A URL (gs://, s3://) is read with ranged requests, so an
+    uncompressed file opened at `offset` downloads from there; a read smaller than
+    `url_buffer` bytes fetches that many (`fs.open`).
     """
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - the caller closes it
+        raw = fs.open(path, "rb", url_buffer=url_buffer)  # noqa: SIM115 - the caller closes it
         if compression == "GZIP":
             fh: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
             fh.myfileobj = raw  # close the file with the stream
@@ -270,7 +273,7 @@ class BlockReader:
         self._delimiter, self._quoting = delimiter, quoting
         self._carry = b""
         self._seekable = compression == ""
-        self._fh = open_csv(path, compression, offset)
+        self._fh = open_csv(path, compression, offset, url_buffer=self._size)  # a block: one request
 
     def _read(self, size: int) -> tuple[bytes, bool]:
         try:

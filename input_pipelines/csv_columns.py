@@ -134,7 +134,7 @@ def read_header(path: str, delimiter: str = ",", quoting: bool = True, compressi
     An empty file has no header: that is an error, as in tf.data (pass header=False for files
     without one).
     """
-    fh = open_csv(path, compression_of(path, compression))
+    fh = open_csv(path, compression_of(path, compression), url_buffer=1 << 16)  # a bucket: fetch 64 KiB
     try:
         record = read_header_record(fh, quoting)
     except (OSError, EOFError, zlib.error) as e:

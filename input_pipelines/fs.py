@@ -15,12 +15,14 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import errno
 import functools
 import glob as _glob
 import io
 import os
 import posixpath
 import shutil
+from collections.abc import Iterator
 from typing import IO, Any
 
 _EXTRA_FOR_PROTOCOL = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
@@ -79,6 +81,10 @@ def _filesystem_for(proto: str) -> Any:
                          "gs:// or s3://") from e
 
 
+if hasattr(os, "register_at_fork"):  # a forked child must not use its parent's client (event loop, sockets)
+    os.register_at_fork(after_in_child=_filesystem_for.cache_clear)
+
+
 def filesystem(path: str | os.PathLike) -> Any:
     """The fsspec file system serving URL `path` (one instance per protocol and process)."""
     return _filesystem_for(protocol(path))
@@ -127,7 +133,10 @@ def isfile(path: str | os.PathLike) -> bool:
 def getsize(path: str | os.PathLike) -> int:
     """Size of the file at `path` in bytes."""
     p = os.fspath(path)
-    return int(filesystem(p).size(p)) if is_url(p) else os.path.getsize(p)
+    if not is_url(p):
+        return os.path.getsize(p)
+    with _missing_named(p):
+        return int(filesystem(p).size(p))
 
 
 def _fresh_info(path: str) -> dict[str, Any]:
@@ -175,9 +184,10 @@ def listdir(path: str | os.PathLike) -> list[str]:
         return os.listdir(p)
     fs = filesystem(p)
     fs.invalidate_cache(_strip(p))
-    entries = fs.ls(p, detail=False)
+    with _missing_named(p, "no such directory"):
+        entries = fs.ls(p, detail=False)
     if not entries and not fs.isdir(p):
-        raise FileNotFoundError(f"no such directory: {p!r}")
+        raise FileNotFoundError(errno.ENOENT, "no such directory", p)
     return [posixpath.basename(e.rstrip("/")) for e in entries]
 
 
@@ -235,28 +245,77 @@ def glob(pattern: str | os.PathLike) -> list[str]:
         return sorted(f for f in _glob.glob(os.path.expanduser(p), recursive=True) if not os.path.isdir(f))
     fs, proto = filesystem(p), protocol(p)
     fs.invalidate_cache()
-    found = fs.glob(p, detail=True)
+    try:
+        found = fs.glob(p, detail=True)
+    except FileNotFoundError:  # gcsfs: the bucket does not exist (s3fs: nothing found)
+        return []
     return sorted(f"{proto}://{name}" for name, info in found.items() if info.get("type") != "directory")
 
 
+#: Bytes fetched per request when a URL is read through a small `read()` (a header line, a
+#: Parquet footer); larger reads go out as ranged requests of their own size.
+URL_READ_BUFFER = 1 << 20
+
+
 def open(path: str | os.PathLike, mode: str = "rb", encoding: str | None = None,  # noqa: A001
-         newline: str | None = None) -> IO[Any]:
-    """`path` opened like builtins.open (binary or text modes, 'r', 'w', 'x', no '+')."""
+         newline: str | None = None, *, url_buffer: int | None = None) -> IO[Any]:
+    """`path` opened like builtins.open (binary or text modes 'r', 'w', 'x'; no '+').
+
+    A URL opened for reading is an `io.BufferedReader` (as a local file is) over fsspec's
+    file without its own cache: each read the buffer cannot serve is one ranged GET of the
+    bytes asked for, `seek` costs nothing, so a reader that seeks to an offset downloads from
+    there. `url_buffer` is that buffer's size (None: URL_READ_BUFFER; unused for local paths):
+    a read of at least that many bytes goes out directly, a smaller one fetches that many.
+    Buckets cannot append ('a' is refused), and 'x' uploads the object when the file is
+    closed, only if no object of that name exists then (FileExistsError otherwise).
+    """
     p = os.fspath(path)
     if not is_url(p):
         return builtins.open(p, mode, encoding=encoding, newline=newline)
     binary = mode.replace("t", "") if "b" in mode else mode.replace("t", "") + "b"
-    fh = filesystem(p).open(p, binary)
+    if "+" in binary or "a" in binary:
+        raise ValueError(f"cannot open {p!r} in mode {mode!r}: objects in a bucket cannot be appended to or "
+                         "updated in place; write a new object (or the whole object again) with mode 'w'")
+    if binary == "rb":
+        with _missing_named(p):
+            raw = filesystem(p).open(p, "rb", cache_type="none")
+        fh: IO[Any] = io.BufferedReader(raw, max(1, url_buffer or URL_READ_BUFFER))
+    elif binary == "xb":
+        if exists(p):
+            raise FileExistsError(errno.EEXIST, "an object already exists at", p)
+        fh = _ExclusiveUpload(p)
+    else:
+        fh = filesystem(p).open(p, binary)
     if "b" in mode:
         return fh
     return io.TextIOWrapper(fh, encoding=encoding or "utf-8", newline=newline)
+
+
+class _ExclusiveUpload(io.BytesIO):
+    """Mode 'x' on a bucket: the bytes written, uploaded on close only if the name is free.
+
+    (A streamed upload's precondition is not honoured by every store or emulator; a single
+    conditional PUT is.) Held in memory: meant for markers and small files.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+
+    def close(self) -> None:
+        if not self.closed:
+            data = self.getvalue()
+            super().close()
+            if not create_exclusively(self._url, data):
+                raise FileExistsError(errno.EEXIST, "another writer created the object first", self._url)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     """The whole file at `path`."""
     p = os.fspath(path)
     if is_url(p):
-        return filesystem(p).cat_file(p)
+        with _missing_named(p):
+            return filesystem(p).cat_file(p)
     with builtins.open(p, "rb") as f:
         return f.read()
 
@@ -319,7 +378,7 @@ def remove(path: str | os.PathLike) -> None:
         return
     fs = filesystem(p)
     if not fs.isfile(p):
-        raise FileNotFoundError(f"no such file: {p!r}")
+        raise FileNotFoundError(errno.ENOENT, "no such file", p)
     fs.rm_file(p)
 
 
@@ -333,7 +392,7 @@ def rmtree(path: str | os.PathLike, missing_ok: bool = True) -> None:
     if fs.exists(p):
         fs.rm(p, recursive=True)
     elif not missing_ok:
-        raise FileNotFoundError(f"no such directory: {p!r}")
+        raise FileNotFoundError(errno.ENOENT, "no such directory", p)
 
 
 def move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
@@ -353,6 +412,15 @@ def move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     for a, b in pairs:
         fs.copy(a, b)
     fs.rm([a for a, _ in pairs])
+
+
+@contextlib.contextmanager
+def _missing_named(url: str, what: str = "no such file") -> Iterator[None]:
+    """Re-raise a client's FileNotFoundError (naming an HTTP path) with the URL the user gave."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        raise FileNotFoundError(errno.ENOENT, what, url) from e
 
 
 def _strip(url: str) -> str:

@@ -78,7 +78,8 @@ def make_csv_dataset(
     fresh seed per iterator (kept in its state, so restoring is still exact).
 
     Args:
-      file_pattern: glob (or list of globs) of CSV files.
+      file_pattern: glob (or list of globs) of CSV files: local paths or URLs (gs://bucket/dir/*.csv,
+        s3://...; `**` matches any depth), read with ranged requests (`input_pipelines.fs`).
       batch_size: rows per batch.
       column_names: names of all columns; None reads them from the header of the first file
         (then every file's header must list the same names in the same order).
@@ -108,7 +109,8 @@ def make_csv_dataset(
       seed: the seed, under this library's name (give `seed` or `shuffle_seed`).
       on_error: "raise" (DataFormatError naming file:line) or "skip" (skip, count and log);
         the same as `ignore_errors` False / True.
-      block_size: bytes of CSV parsed at a time per file.
+      block_size: bytes of CSV parsed at a time per file (from a bucket: one ranged request each;
+        larger blocks mean fewer requests on a high-latency store, at that much memory per file).
     """
     seed = _one_seed(shuffle_seed, seed)
     if on_error is None:

