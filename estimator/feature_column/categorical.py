@@ -23,6 +23,7 @@ from estimator.feature_column.base import (
     _get,
     _is_string,
 )
+from input_pipelines import fs
 
 
 def _missing(arr: np.ndarray) -> np.ndarray:
@@ -112,7 +113,7 @@ def categorical_column_with_vocabulary_file(key: str, vocabulary_file: str,
     separators (``\\u2028``, ``\\x85``, ...) are part of the entry.
     """
     try:
-        with open(vocabulary_file, encoding="utf-8", newline="") as f:
+        with fs.open(vocabulary_file, "r", encoding="utf-8", newline="") as f:  # a local path or a URL
             lines = f.read().split("\n")
         if lines[-1] == "":  # the file ends with a newline
             lines.pop()

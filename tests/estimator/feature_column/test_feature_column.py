@@ -121,6 +121,17 @@ def test_vocabulary_file_is_embedded_in_the_config(tmp_path):
     np.testing.assert_array_equal(restored.host_ids({"color": np.array(["green", "blue"])})[:, 0], [1, -1])
 
 
+def test_vocabulary_file_in_a_bucket_reads_like_a_local_one(bucket):
+    from input_pipelines import fs
+    url = fs.join(bucket, "vocab", "colors.txt")
+    fs.write_atomically(url, "red\r\ngreen\nblue\n")  # "\r" stays part of the entry, as in TF
+    col = fc.categorical_column_with_vocabulary_file("color", url)
+    ids = col.host_ids({"color": np.array(["red\r", "red", "blue"])})[:, 0]
+    np.testing.assert_array_equal(ids, [0, -1, 2])
+    with pytest.raises(fc.FeatureColumnError, match=r"cannot read .*missing\.txt"):
+        fc.categorical_column_with_vocabulary_file("color", fs.join(bucket, "missing.txt"))
+
+
 def test_identity_out_of_range_raises_or_uses_default():
     col = fc.categorical_column_with_identity("h", 24)
     with pytest.raises(fc.FeatureColumnError, match="outside"):
