@@ -18,22 +18,23 @@ import object_storage  # noqa: E402
 object_storage.export_client_env()
 
 
+def _new_bucket_or_skip(scheme: str) -> str:
+    reason = (object_storage.gcs_missing if scheme == "gs" else object_storage.s3_missing)()
+    if reason:
+        pytest.skip(f"{'GCS' if scheme == 'gs' else 'S3'} emulator unavailable: {reason}")
+    return object_storage.new_bucket(scheme)
+
+
 @pytest.fixture
 def gcs_bucket() -> str:
     """A new empty bucket on the GCS emulator, as 'gs://name'."""
-    reason = object_storage.gcs_missing()
-    if reason:
-        pytest.skip(f"GCS emulator unavailable: {reason}")
-    return object_storage.new_bucket("gs")
+    return _new_bucket_or_skip("gs")
 
 
 @pytest.fixture
 def s3_bucket() -> str:
     """A new empty bucket on the S3 emulator, as 's3://name'."""
-    reason = object_storage.s3_missing()
-    if reason:
-        pytest.skip(f"S3 emulator unavailable: {reason}")
-    return object_storage.new_bucket("s3")
+    return _new_bucket_or_skip("s3")
 
 
 @pytest.fixture(params=["gs", "s3"])

@@ -79,6 +79,16 @@ def _csv(pattern: str, **kw) -> Dataset:
     return make_csv_dataset(pattern, 64, label_name="label", num_epochs=1, block_size=BLOCK, **kw)
 
 
+
+def _record_fetches(monkeypatch, url: str) -> list[tuple[int, int]]:
+    """The (start, end) byte ranges every bucket file read fetches from now on."""
+    fetched: list[tuple[int, int]] = []
+    with fs.open(url) as probe:
+        cls = type(probe.raw)
+    original = cls._fetch_range
+    monkeypatch.setattr(cls, "_fetch_range", lambda self, a, b: fetched.append((a, b)) or original(self, a, b))
+    return fetched
+
 def test_make_csv_dataset_over_a_bucket_glob_equals_the_local_files(bucket, shards):
     _upload(shards, bucket + "/data")
     url = bucket + "/data/part-*.csv*"
@@ -130,11 +140,7 @@ def test_restore_reads_from_the_saved_offset_not_from_the_start(bucket, shards, 
         state = it.state()
         offsets = [s["offset"] for s in _dicts(state) if "offset" in s]
     rest = list(it)
-    fetched = []
-    with fs.open(url) as probe:
-        cls = type(probe.raw)
-    original = cls._fetch_range
-    monkeypatch.setattr(cls, "_fetch_range", lambda self, a, b: fetched.append((a, b)) or original(self, a, b))
+    fetched = _record_fetches(monkeypatch, url)
     again = iter(ds)
     again.restore(state)
     got = list(again)
@@ -269,11 +275,7 @@ def test_npy_restore_reads_from_the_saved_row(bucket, monkeypatch):
     for _ in range(250_000):  # unbatched: one row per element
         next(it)
     state = it.state()
-    fetched = []
-    with fs.open(url) as probe:
-        cls = type(probe.raw)
-    original = cls._fetch_range
-    monkeypatch.setattr(cls, "_fetch_range", lambda self, a, b: fetched.append((a, b)) or original(self, a, b))
+    fetched = _record_fetches(monkeypatch, url)
     again = iter(ds)
     again.restore(state)
     rest = np.stack(list(again))
