@@ -8,7 +8,7 @@ checkpointed position run ahead of what was delivered.
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,10 +17,18 @@ from typing import Any
 from input_pipelines._base import _Iterator
 
 _ITEM, _END, _ERROR = 0, 1, 2
+_MAX_WAIT = 0.005  # seconds a waiting consumer may sleep while an item is ready
 
 
 class Background(_Iterator):
-    """Ordered read-ahead of up to `buffer_size` items, `fn` applied by `num_parallel` threads."""
+    """Ordered read-ahead of up to `buffer_size` items, `fn` applied by `num_parallel` threads.
+
+    Hand-offs wake a sleeping thread only in bursts (a thread sleeping, waking and taking the
+    GIL costs ~20 us of CPU, more than a batch of rows costs to make): a full buffer lets the
+    producer sleep until the consumer has taken half of it, and an empty one lets the consumer
+    sleep until half of it is ready again, the stream ended or `_MAX_WAIT` passed (so a slow
+    source delays an item by at most that).
+    """
 
     def __init__(
         self,
@@ -30,30 +38,36 @@ class Background(_Iterator):
         num_parallel: int = 0,
     ) -> None:
         self._up, self._size, self._fn, self._num_parallel = up, max(1, buffer_size), fn, num_parallel
+        self._burst = max(1, self._size // 2)  # items per wake-up of a sleeping thread
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._head: tuple[int, Any, Any] | None = None
 
     def _start(self) -> None:
-        self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=self._size)
+        self._stop = False
+        self._items: collections.deque = collections.deque()
+        lock = threading.Lock()
+        self._ready = threading.Condition(lock)  # the consumer waits here for items
+        self._room = threading.Condition(lock)  # the producer waits here for space
         if self._fn is not None and self._num_parallel > 0:
             self._pool = ThreadPoolExecutor(self._num_parallel, thread_name_prefix="input-map")
         self._thread = threading.Thread(target=self._work, name="input-prefetch", daemon=True)
         self._thread.start()
 
     def _put(self, entry: tuple[int, Any, Any]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        with self._room:
+            while len(self._items) >= self._size and not self._stop:
+                self._room.wait()
+            if self._stop:
+                return False
+            self._items.append(entry)
+            if len(self._items) >= self._burst or entry[0] != _ITEM:
+                self._ready.notify()
+            return True
 
     def _work(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stop:
                 pre = self._up.state()
                 try:
                     item = self._up.next()
@@ -73,7 +87,12 @@ class Background(_Iterator):
         if self._head is None:
             if self._thread is None:
                 self._start()
-            self._head = self._queue.get()
+            with self._ready:
+                while not self._items:
+                    self._ready.wait(_MAX_WAIT)
+                self._head = self._items.popleft()
+                if len(self._items) <= self._size - self._burst:
+                    self._room.notify()
         return self._head
 
     def next(self) -> Any:
@@ -99,14 +118,12 @@ class Background(_Iterator):
 
     def _shutdown(self) -> None:
         if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+            with self._room:
+                self._stop = True
+                self._room.notify_all()
             self._thread.join()
             self._thread = None
+            self._items.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

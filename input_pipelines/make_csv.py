@@ -18,6 +18,7 @@ logger = logging.getLogger("input_pipelines")
 
 _MIN_CYCLE = 8  # files read at once when shuffling (more on machines with more cores)
 _BLOCK_ROWS = 256  # rows taken from each file in turn
+_PREFETCH_ROWS = 32768  # rows batched ahead by default: hand-offs in bursts of 16k rows
 _warned: set[str] = set()
 
 
@@ -95,7 +96,8 @@ def make_csv_dataset(
       shuffle: shuffle files and rows.
       shuffle_buffer_size: rows in the shuffle buffer.
       shuffle_seed: seed for file and row shuffling (same as `seed`).
-      prefetch_buffer_size: batches prepared ahead in a background thread (None: 2).
+      prefetch_buffer_size: batches prepared ahead in a background thread (None: about
+        32k rows' worth, 2 to 64 batches: the thread then hands batches over in bursts).
       num_parallel_reads: files read and parsed at once, by as many threads (None: when
         shuffling, max(8, cores) files by one thread per core; else 1 file).
       sloppy: accepted for tf.data compatibility; the order is always deterministic here.
@@ -147,4 +149,6 @@ def make_csv_dataset(
     if shuffle:
         ds = ds.shuffle(shuffle_buffer_size, seed)
     ds = ds.repeat(num_epochs).batch(batch_size, drop_remainder=num_epochs is None)
-    return ds.prefetch(2 if prefetch_buffer_size is None else int(prefetch_buffer_size))
+    if prefetch_buffer_size is None:
+        prefetch_buffer_size = max(2, min(64, _PREFETCH_ROWS // int(batch_size)))
+    return ds.prefetch(int(prefetch_buffer_size))
