@@ -103,7 +103,8 @@ class _ShuffleIterator(_Iterator):
         self._carry: Any = None  # elements carried into the next step (None: none)
         self._carry_len = 0
         self._carry_from: Any = None  # upstream state where the carry's window started
-        self._out: Any = None  # output of the current step (rows: emitted at once)
+        self._out: Any = None  # output of the current step (rows: its index into _out_pool)
+        self._out_pool: Any = None  # rows mode: the rows the output index points into
         self._out_len = 0
         self._emitted = 0
         self._cur: tuple[Any, bool] | None = None  # (replay state, carry?) of the current step
@@ -139,21 +140,39 @@ class _ShuffleIterator(_Iterator):
             pool = self._pool.join(self._carry, window)
             index = np.concatenate([np.arange(c), c + perm[h:]])
         out_len = len(index)
-        out = self._pool.take(pool, index[rng.permutation(out_len)])
+        order = index[rng.permutation(out_len)]
+        if self._pool.rows:  # rows pool[order], gathered by whoever takes them
+            self._out_pool, out = pool, order
+        else:
+            out = self._pool.take(pool, order)
         self._carry = self._pool.take(pool, c + perm[:h]) if h else None
         self._carry_len, self._carry_from = h, start
         self._cur = prev if prev[1] else (start, False)
         self._out, self._out_len, self._emitted, self._step = out, out_len, 0, step + 1
 
-    def next(self) -> Any:
+    def _next_out(self) -> np.ndarray:
+        """The index into `_out_pool` of the next step's output rows (rows mode)."""
         if self._out is None or self._emitted >= self._out_len:
             self._out = None
             self._run_step()
+        out, self._out, self._emitted = self._out, None, self._out_len
+        return out
+
+    def next(self) -> Any:
         if self._pool.rows:
-            out, self._out, self._emitted = self._out, None, self._out_len
-            return out
+            out = self._next_out()  # runs the step that sets _out_pool
+            return self._pool.take(self._out_pool, out)
+        if self._out is None or self._emitted >= self._out_len:
+            self._out = None
+            self._run_step()
         self._emitted += 1
         return self._out[self._emitted - 1]
+
+    def next_rows(self) -> Any:
+        if not self._pool.rows:
+            return super().next_rows()
+        out = self._next_out()
+        return st.whole_span(self._out_pool)._replace(stop=len(out), index=out)
 
     def state(self) -> dict[str, Any]:
         if self._out is not None and self._emitted < self._out_len:
