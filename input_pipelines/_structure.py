@@ -137,7 +137,10 @@ def join_spans(spans: Sequence[Span], copy: bool = False) -> Any:
             index = first.index[a:b]
             return first.build([x.take(index, axis=0) for x in first.flat])
         return first.build([x[a:b].copy() if copy else x[a:b] for x in first.flat])
-    columns = zip(*([_span_rows(x, s) for x in s.flat] for s in spans), strict=True)
+    if all(s.index is None for s in spans):  # the common case (a shuffle window), inline
+        columns = zip(*([x[s.start:s.stop] for x in s.flat] for s in spans), strict=True)
+    else:
+        columns = zip(*([_span_rows(x, s) for x in s.flat] for s in spans), strict=True)
     return first.build([np.concatenate(parts) for parts in columns])
 
 
