@@ -1,9 +1,10 @@
 """`Background`: runs an upstream iterator in a thread (prefetch), optionally applying a function
 in a thread pool (parallel map). Items keep their order, so results stay deterministic.
 
-Each queued item carries the upstream state taken just before it was produced; `state()` is
-the state before the next item the consumer has not received yet, so threads never make the
-checkpointed position run ahead of what was delivered.
+Each queued item carries the upstream state taken just after it was produced; `state()` is
+that of the last item the consumer received (the position before the next one), so threads
+never make the checkpointed position run ahead of what was delivered, and `state()` never
+waits for the thread.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Background(_Iterator):
         self._head: tuple[int, Any, Any] | None = None
 
     def _start(self) -> None:
+        self._position = self._up.state()  # after the last item delivered
         self._stop = False
         self._items: collections.deque = collections.deque()
         lock = threading.Lock()
@@ -68,20 +70,19 @@ class Background(_Iterator):
     def _work(self) -> None:
         try:
             while not self._stop:
-                pre = self._up.state()
                 try:
                     item = self._up.next()
                 except StopIteration:
-                    self._put((_END, pre, None))
+                    self._put((_END, None, None))
                     return
                 if self._pool is not None:
                     item = self._pool.submit(self._fn, item)
                 elif self._fn is not None:
                     item = self._fn(item)
-                if not self._put((_ITEM, pre, item)):
+                if not self._put((_ITEM, item, self._up.state())):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
-            self._put((_ERROR, None, e))
+            self._put((_ERROR, e, None))
 
     def _peek(self) -> tuple[int, Any, Any]:
         if self._head is None:
@@ -96,21 +97,18 @@ class Background(_Iterator):
         return self._head
 
     def next(self) -> Any:
-        kind, _, value = self._peek()
+        kind, value, after = self._peek()
         if kind == _END:
             raise StopIteration
         if kind == _ERROR:
             raise value
         self._head = None
-        return value.result() if isinstance(value, Future) else value
+        value = value.result() if isinstance(value, Future) else value
+        self._position = after
+        return value
 
     def state(self) -> dict[str, Any]:
-        if self._thread is None and self._head is None:
-            return self._up.state()
-        kind, pre, value = self._peek()
-        if kind == _ERROR:
-            raise value
-        return pre
+        return self._up.state() if self._thread is None else self._position
 
     def restore(self, state: dict[str, Any]) -> None:
         self._shutdown()
