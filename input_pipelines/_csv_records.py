@@ -247,13 +247,13 @@ class Block:
     quoted: bool = True  # it may hold quote characters
 
 
-_FREE_BUFFERS: list[bytearray] = []  # read buffers of closed readers, for the next ones
+_FREE_BUFFERS: list[bytearray] = []  # read buffers no reader holds, for the next block read
 _FREE_LOCK = threading.Lock()
 _FREE_MAX = 4
 
 
 def _buffer(size: int) -> bytearray:
-    """A read buffer of at least `size` bytes: a closed reader's, else a new one (the page
+    """A read buffer of at least `size` bytes: a released one, else a new one (the page
     faults of a fresh 4 MiB buffer per block cost ~4x the read itself)."""
     with _FREE_LOCK:
         for i, buf in enumerate(_FREE_BUFFERS):
@@ -281,7 +281,7 @@ def _read_into(fh: BinaryIO, view: memoryview) -> int:
 class BlockReader:
     """Reads a CSV file as blocks of about `block_size` bytes that end at record ends.
 
-    Blocks are views of one read buffer, reused: a block is valid until the next call.
+    Blocks are views of a read buffer: a block is valid until the next call or `done()`.
     """
 
     def __init__(self, path: str, compression: str, offset: int, block_size: int, delimiter: str,
@@ -348,6 +348,14 @@ class BlockReader:
             self._have = end
         self._used = end
         return block
+
+    def done(self) -> None:
+        """The last block is no longer needed: unless bytes of the file wait in the buffer (a
+        compressed stream's), the buffer goes back to the shared pool, so that readers open
+        side by side (interleave) share a few buffers instead of holding one each."""
+        if self._buf is not None and self._have == self._used:
+            _release(self._buf)
+            self._buf, self._have, self._used = None, 0, 0
 
     def line_of(self, offset: int) -> int:
         """1-based line number of the line starting at byte `offset` (error path only)."""
