@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("pattern", help="glob of taxi shards without header (benchmark_input --dir writes them)")
     p.add_argument("--key", action="store_true", help="select the string column `key` too")
     a = p.parse_args(argv)
-    import pyarrow.csv as pacsv
-
     import dataclasses
+
+    import pyarrow.csv as pacsv
 
     import input_pipelines.interleave as interleave
 
