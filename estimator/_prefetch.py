@@ -119,9 +119,10 @@ class Prefetcher:
                 self._check(labels, "label")
         examples = len(batches) * batch_size_of(batches[0][0]) if stacked else batch_size_of(features)
         lead = 1 if stacked else 0
+        features, labels = distribute.put_batch((features, labels), self._mesh, lead)  # one transfer call
         group = Group(
-            distribute.put_batch(features, self._mesh, lead),
-            None if labels is None else distribute.put_batch(labels, self._mesh, lead),
+            features,
+            labels,
             len(batches),
             stacked,
             examples,
