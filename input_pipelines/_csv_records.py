@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import os
 import threading
 import zlib
 from typing import BinaryIO
@@ -249,7 +250,7 @@ class Block:
 
 _FREE_BUFFERS: list[bytearray] = []  # read buffers no reader holds, for the next block read
 _FREE_LOCK = threading.Lock()
-_FREE_MAX = 4
+_FREE_MAX = max(4, os.cpu_count() or 1)  # about one per thread parsing at once
 
 
 def _buffer(size: int) -> bytearray:
