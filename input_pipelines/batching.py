@@ -1,7 +1,8 @@
 """`batch` and `unbatch`.
 
-`batch` on rows slices and concatenates columnar chunks (no per-row work); on batches (a
-second `batch`) it stacks elements. `unbatch` of a batch of rows is free: a batch already is
+`batch` on rows slices and concatenates columnar chunks (no per-row work), or gathers each
+batch's rows in one `take` per column from a shuffle's pool; on batches (a second `batch`) it
+stacks elements. `unbatch` of a batch of rows is free: a batch already is
 a chunk of rows.
 """
 

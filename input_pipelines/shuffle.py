@@ -6,6 +6,8 @@ generator seeded by (seed, epoch..., k): half of the window, chosen at random, i
 into step k+1; the other half is emitted together with the carry from W_{k-1}, in random
 order. Every element therefore leaves within two windows of where it came in, mixed with its
 neighbours from both, and the buffer holds at most about 1.5 windows (plus one chunk).
+Before `batch()` a step's output is its pool and the shuffled index into it (`next_rows`), so
+`batch` gathers each batch's rows once instead of a gather of the whole output plus a copy.
 
 State: the upstream position where the live carry's window started, the step number k, and
 how many elements of the current step were already returned (only after `batch()`, where
