@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from input_pipelines import _structure as st
 from input_pipelines._base import _Iterator
 
 _ITEM, _END, _ERROR = 0, 1, 2
@@ -28,7 +29,8 @@ class Background(_Iterator):
     GIL costs ~20 us of CPU, more than a batch of rows costs to make): a full buffer lets the
     producer sleep until the consumer has taken half of it, and an empty one lets the consumer
     sleep until half of it is ready again, the stream ended or `_MAX_WAIT` passed (so a slow
-    source delays an item by at most that).
+    source delays an item by at most that). With `max_bytes`, the buffer holds fewer items when
+    the first one shows that `buffer_size` of them would take more memory (at least 2).
     """
 
     def __init__(
@@ -37,12 +39,27 @@ class Background(_Iterator):
         buffer_size: int,
         fn: Callable[[Any], Any] | None = None,
         num_parallel: int = 0,
+        max_bytes: int | None = None,
     ) -> None:
-        self._up, self._size, self._fn, self._num_parallel = up, max(1, buffer_size), fn, num_parallel
-        self._burst = max(1, self._size // 2)  # items per wake-up of a sleeping thread
+        self._up, self._fn, self._num_parallel = up, fn, num_parallel
+        self._max_bytes = max_bytes
+        self._resize(max(1, buffer_size))
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._head: tuple[int, Any, Any] | None = None
+
+    def _resize(self, size: int) -> None:
+        self._size = size
+        self._burst = max(1, size // 2)  # items per wake-up of a sleeping thread
+
+    def _fit(self, item: Any) -> None:
+        """Shrink the buffer to `max_bytes` worth of items like `item` (called once)."""
+        nbytes = sum(getattr(leaf, "nbytes", 0) for leaf in st.leaves(item))
+        fits = self._max_bytes // max(1, nbytes)
+        if fits < self._size:
+            with self._room:
+                self._resize(max(2, fits))
+        self._max_bytes = None
 
     def _start(self) -> None:
         self._position = self._up.state()  # after the last item delivered
@@ -79,6 +96,8 @@ class Background(_Iterator):
                     item = self._pool.submit(self._fn, item)
                 elif self._fn is not None:
                     item = self._fn(item)
+                if self._max_bytes is not None:
+                    self._fit(item)
                 if not self._put((_ITEM, item, self._up.state())):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread

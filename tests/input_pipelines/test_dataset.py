@@ -138,6 +138,26 @@ def test_prefetch_with_a_full_buffer_is_exact_and_closes():
     again.close()
 
 
+def test_prefetch_reads_ahead_within_its_byte_budget():
+    import time
+
+    from input_pipelines.prefetch import Prefetch
+
+    produced = []
+
+    def big():
+        for i in range(20):
+            produced.append(i)
+            yield {"x": np.full(1 << 17, i, np.float64)}  # 1 MiB each
+
+    batches = from_generator(big, batched=True).batch(1 << 17)
+    it = iter(Prefetch(batches, 64, max_bytes=2 << 20))
+    assert next(it)["x"][0] == 0
+    time.sleep(0.3)
+    assert len(produced) <= 6  # two batches within 2 MiB (not 64) + those in hand
+    assert [int(b["x"][0]) for b in it] == list(range(1, 20))
+
+
 def test_from_generator_rows_and_batched():
     def rows():
         for i in range(2500):
