@@ -78,14 +78,9 @@ def take_rows(chunk: Any, index: np.ndarray) -> Any:
     return map_structure(lambda a: np.take(a, index, axis=0), chunk)
 
 
-def unflatten(like: Any, flat: Sequence[Any]) -> Any:
-    """`like` with its leaves (in `leaves` order) replaced by `flat`."""
-    return builder(like)(flat)
-
-
 def builder(like: Any) -> Callable[[Sequence[Any]], Any]:
-    """A function `flat -> tree` shaped like `like` (what `unflatten(like, flat)` returns), made
-    once per structure so that rebuilding a batch is a few dict/tuple constructions."""
+    """A function `flat -> tree`: `like` with its leaves (in `leaves` order) replaced by `flat`,
+    made once per structure so that rebuilding a batch is a few dict/tuple constructions."""
     return _builder(like, 0)[0]
 
 
