@@ -43,6 +43,24 @@ def batch_size_of(features: Any) -> int:
     return int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 1
 
 
+def _stackable(batches: list) -> bool:
+    """Whether all batches have the structure and leaf shapes of the first (one flatten each)."""
+    first, treedef = jax.tree.flatten(batches[0])
+    shapes = [np.shape(x) for x in first]
+    for batch in batches[1:]:
+        leaves, other = jax.tree.flatten(batch)
+        if other != treedef or any(np.shape(x) != s for x, s in zip(leaves, shapes, strict=True)):
+            return False
+    return True
+
+
+def _stack(batches: list) -> tuple[Any, Any]:
+    """(features, labels) of equally shaped batches stacked on a new leading axis."""
+    features = jax.tree.map(lambda *xs: np.stack(xs), *[b[0] for b in batches])
+    labels = None if batches[0][1] is None else jax.tree.map(lambda *xs: np.stack(xs), *[b[1] for b in batches])
+    return features, labels
+
+
 class Prefetcher:
     """Iterates ``Group``s of up to ``group_size`` batches from ``iterator`` in a background thread.
 
@@ -51,6 +69,8 @@ class Prefetcher:
       mesh: the device mesh batches are laid out over.
       preprocess: host-side feature transform applied to every batch.
       preprocess_labels: host-side label transform applied to every batch with labels.
+      check: ``check(tree, what)`` raises if a group's ``"feature"`` or ``"label"`` arrays
+        cannot go to the devices; run once per group (after stacking), not per batch.
       group_size: batches fused per device call (steps_per_loop).
       max_batches: stop after this many batches (None: until exhausted).
       depth: groups staged ahead.
@@ -65,8 +85,10 @@ class Prefetcher:
         group_size: int = 1,
         max_batches: int | None = None,
         depth: int = 2,
+        check: Callable[[Any, str], None] | None = None,
     ):
         self._iterator = iterator
+        self._check = check
         self._mesh = mesh
         self._preprocess = preprocess
         self._preprocess_labels = preprocess_labels
@@ -90,16 +112,17 @@ class Prefetcher:
         return self._preprocess(features), None if labels is None else self._preprocess_labels(labels)
 
     def _emit(self, batches: list, stacked: bool, input_state: Any) -> None:
-        if stacked:
-            features = jax.tree.map(lambda *xs: np.stack(xs), *[b[0] for b in batches])
-            labels = None if batches[0][1] is None else jax.tree.map(lambda *xs: np.stack(xs), *[b[1] for b in batches])
-        else:
-            features, labels = batches[0]
-        examples = sum(batch_size_of(b[0]) for b in batches)
+        features, labels = batches[0] if not stacked else _stack(batches)
+        if self._check is not None:
+            self._check(features, "feature")
+            if labels is not None:
+                self._check(labels, "label")
+        examples = len(batches) * batch_size_of(batches[0][0]) if stacked else batch_size_of(features)
         lead = 1 if stacked else 0
+        features, labels = distribute.put_batch((features, labels), self._mesh, lead)  # one transfer call
         group = Group(
-            distribute.put_batch(features, self._mesh, lead),
-            None if labels is None else distribute.put_batch(labels, self._mesh, lead),
+            features,
+            labels,
             len(batches),
             stacked,
             examples,
@@ -130,7 +153,7 @@ class Prefetcher:
                         break
                     batches.append(batch)
                     states.append(self._input_state())
-                if len(batches) == want and want > 1 and self._uniform(batches):
+                if len(batches) == want and want > 1 and _stackable(batches):
                     self._emit(batches, True, states[-1])
                 else:
                     for batch, state in zip(batches, states, strict=True):
@@ -141,11 +164,6 @@ class Prefetcher:
             self._put(_DONE)
         except BaseException as error:  # noqa: BLE001 - re-raised in the consumer thread
             self._put(error)
-
-    @staticmethod
-    def _uniform(batches: list) -> bool:
-        shapes = [jax.tree.map(np.shape, b) for b in batches]
-        return all(s == shapes[0] for s in shapes)
 
     def __iter__(self) -> Prefetcher:
         return self

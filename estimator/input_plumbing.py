@@ -54,14 +54,11 @@ def input_iterator(est: Estimator, input_fn: Callable, mode: str) -> Iterator:
 def prefetcher(est: Estimator, iterator: Iterator, mode: str, group_size: int = 1,
                max_batches: int | None = None, mesh: Any = None) -> Prefetcher:
     """A ``Prefetcher`` of ``iterator``'s preprocessed batches onto ``mesh`` (the training mesh if None)."""
-    def features(batch):
-        return _device_ready(est.preprocessing.features(batch), mode, "feature")
+    def check(tree: Any, what: str) -> None:
+        _device_ready(tree, mode, what)
 
-    def labels(batch):
-        return _device_ready(est.preprocessing.labels(batch), mode, "label")
-
-    return Prefetcher(iterator, est._mesh if mesh is None else mesh, features, labels, group_size,
-                      max_batches, est.config.prefetch_batches)
+    return Prefetcher(iterator, est._mesh if mesh is None else mesh, est.preprocessing.features,
+                      est.preprocessing.labels, group_size, max_batches, est.config.prefetch_batches, check)
 
 
 def _device_ready(tree: Any, mode: str, what: str) -> Any:

@@ -1,26 +1,37 @@
 """`Background`: runs an upstream iterator in a thread (prefetch), optionally applying a function
 in a thread pool (parallel map). Items keep their order, so results stay deterministic.
 
-Each queued item carries the upstream state taken just before it was produced; `state()` is
-the state before the next item the consumer has not received yet, so threads never make the
-checkpointed position run ahead of what was delivered.
+Each queued item carries the upstream state taken just after it was produced; `state()` is
+that of the last item the consumer received (the position before the next one), so threads
+never make the checkpointed position run ahead of what was delivered, and `state()` never
+waits for the thread.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from input_pipelines import _structure as st
 from input_pipelines._base import _Iterator
 
 _ITEM, _END, _ERROR = 0, 1, 2
+_MAX_WAIT = 0.005  # seconds a waiting consumer may sleep while an item is ready
 
 
 class Background(_Iterator):
-    """Ordered read-ahead of up to `buffer_size` items, `fn` applied by `num_parallel` threads."""
+    """Ordered read-ahead of up to `buffer_size` items, `fn` applied by `num_parallel` threads.
+
+    Hand-offs wake a sleeping thread only in bursts (a thread sleeping, waking and taking the
+    GIL costs ~20 us of CPU, more than a batch of rows costs to make): a full buffer lets the
+    producer sleep until the consumer has taken half of it, and an empty one lets the consumer
+    sleep until half of it is ready again, the stream ended or `_MAX_WAIT` passed (so a slow
+    source delays an item by at most that). With `max_bytes`, the buffer holds fewer items when
+    the first one shows that `buffer_size` of them would take more memory (at least 2).
+    """
 
     def __init__(
         self,
@@ -28,70 +39,95 @@ class Background(_Iterator):
         buffer_size: int,
         fn: Callable[[Any], Any] | None = None,
         num_parallel: int = 0,
+        max_bytes: int | None = None,
     ) -> None:
-        self._up, self._size, self._fn, self._num_parallel = up, max(1, buffer_size), fn, num_parallel
+        self._up, self._fn, self._num_parallel = up, fn, num_parallel
+        self._max_bytes = max_bytes
+        self._resize(max(1, buffer_size))
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._head: tuple[int, Any, Any] | None = None
 
+    def _resize(self, size: int) -> None:
+        self._size = size
+        self._burst = max(1, size // 2)  # items per wake-up of a sleeping thread
+
+    def _fit(self, item: Any) -> None:
+        """Shrink the buffer to `max_bytes` worth of items like `item` (called once)."""
+        nbytes = sum(getattr(leaf, "nbytes", 0) for leaf in st.leaves(item))
+        fits = self._max_bytes // max(1, nbytes)
+        if fits < self._size:
+            with self._room:
+                self._resize(max(2, fits))
+        self._max_bytes = None
+
     def _start(self) -> None:
-        self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=self._size)
+        self._position = self._up.state()  # after the last item delivered
+        self._stop = False
+        self._items: collections.deque = collections.deque()
+        lock = threading.Lock()
+        self._ready = threading.Condition(lock)  # the consumer waits here for items
+        self._room = threading.Condition(lock)  # the producer waits here for space
         if self._fn is not None and self._num_parallel > 0:
             self._pool = ThreadPoolExecutor(self._num_parallel, thread_name_prefix="input-map")
         self._thread = threading.Thread(target=self._work, name="input-prefetch", daemon=True)
         self._thread.start()
 
     def _put(self, entry: tuple[int, Any, Any]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        with self._room:
+            while len(self._items) >= self._size and not self._stop:
+                self._room.wait()
+            if self._stop:
+                return False
+            self._items.append(entry)
+            if len(self._items) >= self._burst or entry[0] != _ITEM:
+                self._ready.notify()
+            return True
 
     def _work(self) -> None:
         try:
-            while not self._stop.is_set():
-                pre = self._up.state()
+            while not self._stop:
                 try:
                     item = self._up.next()
                 except StopIteration:
-                    self._put((_END, pre, None))
+                    self._put((_END, None, None))
                     return
                 if self._pool is not None:
                     item = self._pool.submit(self._fn, item)
                 elif self._fn is not None:
                     item = self._fn(item)
-                if not self._put((_ITEM, pre, item)):
+                if self._max_bytes is not None:
+                    self._fit(item)
+                if not self._put((_ITEM, item, self._up.state())):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
-            self._put((_ERROR, None, e))
+            self._put((_ERROR, e, None))
 
     def _peek(self) -> tuple[int, Any, Any]:
         if self._head is None:
             if self._thread is None:
                 self._start()
-            self._head = self._queue.get()
+            with self._ready:
+                while not self._items:
+                    self._ready.wait(_MAX_WAIT)
+                self._head = self._items.popleft()
+                if len(self._items) <= self._size - self._burst:
+                    self._room.notify()
         return self._head
 
     def next(self) -> Any:
-        kind, _, value = self._peek()
+        kind, value, after = self._peek()
         if kind == _END:
             raise StopIteration
         if kind == _ERROR:
             raise value
         self._head = None
-        return value.result() if isinstance(value, Future) else value
+        value = value.result() if isinstance(value, Future) else value
+        self._position = after
+        return value
 
     def state(self) -> dict[str, Any]:
-        if self._thread is None and self._head is None:
-            return self._up.state()
-        kind, pre, value = self._peek()
-        if kind == _ERROR:
-            raise value
-        return pre
+        return self._up.state() if self._thread is None else self._position
 
     def restore(self, state: dict[str, Any]) -> None:
         self._shutdown()
@@ -99,14 +135,12 @@ class Background(_Iterator):
 
     def _shutdown(self) -> None:
         if self._thread is not None:
-            self._stop.set()
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+            with self._room:
+                self._stop = True
+                self._room.notify_all()
             self._thread.join()
             self._thread = None
+            self._items.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

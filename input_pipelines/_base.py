@@ -53,6 +53,14 @@ class _Iterator:
     def next(self) -> Any:
         raise NotImplementedError
 
+    def next_rows(self) -> Any:
+        """The next item (a chunk of rows) as a `_structure.Span`, possibly with an index: the
+        same rows and state as `next()`. A stage that would gather rows (shuffle) returns its
+        source and index instead, so that a consumer cutting the rows up (batch) gathers each
+        piece once instead of gathering all and copying the pieces.
+        """
+        return st.whole_span(self.next())
+
     def pull_spans(self, min_rows: int) -> list[Any]:
         """Whole next items (chunks of rows) until at least `min_rows` rows, fewer only at the
         end, as `_structure.Span`s: the same rows and state as calling `next()` for each.

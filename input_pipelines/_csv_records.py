@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import io
+import os
+import threading
 import zlib
 from typing import BinaryIO
 
@@ -109,22 +111,6 @@ def _skip(fh: BinaryIO, offset: int, compression: str) -> None:
         left -= got
 
 
-def read_chunk(fh: BinaryIO, size: int) -> bytes:
-    """Up to `size` bytes; shorter only at the end of the stream (compressed reads return less)."""
-    data = fh.read(size)
-    if len(data) < size and data:
-        parts = [data]
-        got = len(data)
-        while got < size:
-            more = fh.read(size - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data
-
-
 @dataclasses.dataclass(frozen=True)
 class Scan:
     """Result of `scan`: `end` is where the complete records of the block end (0: none yet).
@@ -138,20 +124,22 @@ class Scan:
     quoted: bool = True  # the data holds a quote character (pyarrow must then mind quoted line ends)
 
 
-def scan(data: bytes, delimiter: str, quoting: bool, at_eof: bool, truncated: bool = False) -> Scan:
-    """Find the end of the last complete record in `data` (which starts at a record start).
+def scan(data: bytes | bytearray, delimiter: str, quoting: bool, at_eof: bool, truncated: bool = False,
+         size: int | None = None) -> Scan:
+    """Find the end of the last complete record in `data[:size]` (which starts at a record start).
 
     `at_eof`: no more bytes follow, so a final record without a line end is complete.
     `truncated`: more bytes follow but the record may not grow further (MAX_RECORD_BYTES).
     """
-    if not quoting or data.find(b'"') < 0:
-        cut = data.rfind(b"\n") + 1
+    n = len(data) if size is None else size
+    if not quoting or data.find(b'"', 0, n) < 0:
+        cut = data.rfind(b"\n", 0, n) + 1
         if at_eof:
-            return Scan(len(data), quoted=False)
+            return Scan(n, quoted=False)
         if cut == 0 and truncated:
-            return Scan(0, (0, len(data), f"a line longer than {MAX_RECORD_BYTES >> 20} MiB"), False)
+            return Scan(0, (0, n, f"a line longer than {MAX_RECORD_BYTES >> 20} MiB"), False)
         return Scan(cut, quoted=False)
-    arr = np.frombuffer(data, np.uint8)
+    arr = np.frombuffer(data, np.uint8, count=n)
     q = np.flatnonzero(arr == _QUOTE)
     bad = _first_violation(arr, q, ord(delimiter), at_eof and not truncated)
     nl = np.flatnonzero(arr == _LF)
@@ -161,18 +149,18 @@ def scan(data: bytes, delimiter: str, quoting: bool, at_eof: bool, truncated: bo
         before = ends[ends < pos]
         if len(before):
             return Scan(int(before[-1]) + 1)
-        return Scan(0, (pos, _line_end(data, pos), reason))
+        return Scan(0, (pos, _line_end(data, pos, n), reason))
     cut = int(ends[-1]) + 1 if len(ends) else 0
     odd = len(q) % 2 == 1
     complete = at_eof and not truncated
     if complete and not odd:
-        return Scan(len(data))
+        return Scan(n)
     if cut or not (complete or truncated):
         return Scan(cut)  # a bad last record is reported when the next block starts with it
     pos = _opening_quote(arr, q) if odd else 0
     why = ("a quoted value that never closes (unbalanced '\"')" if complete else
            f"a quoted value or line longer than {MAX_RECORD_BYTES >> 20} MiB (unbalanced '\"'?)")
-    return Scan(0, (pos, _line_end(data, pos), why))
+    return Scan(0, (pos, _line_end(data, pos, n), why))
 
 
 def _first_violation(arr: np.ndarray, q: np.ndarray, delim: int, at_eof: bool) -> tuple[int, str] | None:
@@ -200,10 +188,10 @@ def _opening_quote(arr: np.ndarray, q: np.ndarray) -> int:
     return int(real[-1]) if len(real) else int(q[-1])
 
 
-def _line_end(data: bytes, pos: int) -> int:
-    """End (exclusive, after the newline) of the physical line holding byte `pos`."""
-    nl = data.find(b"\n", pos)
-    return len(data) if nl < 0 else nl + 1
+def _line_end(data: bytes | bytearray, pos: int, size: int) -> int:
+    """End (exclusive, after the newline) of the physical line holding byte `pos` (< `size`)."""
+    nl = data.find(b"\n", pos, size)
+    return size if nl < 0 else nl + 1
 
 
 def record_starts(data: bytes, delimiter: str, quoting: bool) -> list[int]:
@@ -263,57 +251,115 @@ class Block:
     quoted: bool = True  # it may hold quote characters
 
 
+_FREE_BUFFERS: list[bytearray] = []  # read buffers no reader holds, for the next block read
+_FREE_LOCK = threading.Lock()
+_FREE_MAX = max(4, os.cpu_count() or 1)  # about one per thread parsing at once
+
+
+def _buffer(size: int) -> bytearray:
+    """A read buffer of at least `size` bytes: a released one, else a new one (the page
+    faults of a fresh 4 MiB buffer per block cost ~4x the read itself)."""
+    with _FREE_LOCK:
+        for i, buf in enumerate(_FREE_BUFFERS):
+            if len(buf) >= size:
+                return _FREE_BUFFERS.pop(i)
+    return bytearray(size)
+
+
+def _release(buf: bytearray) -> None:
+    with _FREE_LOCK:
+        if len(_FREE_BUFFERS) < _FREE_MAX and len(buf) <= 4 * MAX_RECORD_BYTES:
+            _FREE_BUFFERS.append(buf)
+
+
+def _read_into(fh: BinaryIO, view: memoryview) -> int:
+    """Bytes read into `view` (0 at the end of the stream); fewer than asked is no end."""
+    readinto = getattr(fh, "readinto", None)
+    if readinto is not None:
+        return readinto(view) or 0
+    data = fh.read(len(view))
+    view[:len(data)] = data
+    return len(data)
+
+
 class BlockReader:
-    """Reads a CSV file as blocks of about `block_size` bytes that end at record ends."""
+    """Reads a CSV file as blocks of about `block_size` bytes that end at record ends.
+
+    Blocks are views of a read buffer: a block is valid until the next call or `done()`.
+    """
 
     def __init__(self, path: str, compression: str, offset: int, block_size: int, delimiter: str,
                  quoting: bool) -> None:
         self.path, self.offset = path, offset
         self._compression, self._size = compression, max(1, int(block_size))
         self._delimiter, self._quoting = delimiter, quoting
-        self._carry = b""
         self._seekable = compression == ""
+        self._buf: bytearray | None = None
+        self._have = 0  # bytes of data in _buf
+        self._used = 0  # of which handed out as the last block (dropped at the next call)
         self._fh = open_csv(path, compression, offset, url_buffer=self._size)  # a block: one request
 
-    def _read(self, size: int) -> tuple[bytes, bool]:
+    def _fill(self, upto: int) -> bool:
+        """Read until the buffer holds `upto` bytes; True when the stream ended first."""
+        if self._buf is None or len(self._buf) < upto:
+            grown = _buffer(upto)
+            if self._buf is not None:
+                grown[:self._have] = memoryview(self._buf)[:self._have]
+                _release(self._buf)
+            self._buf = grown
+        view = memoryview(self._buf)
         try:
-            data = read_chunk(self._fh, size)
+            while self._have < upto:
+                got = _read_into(self._fh, view[self._have:upto])
+                if not got:
+                    return True
+                self._have += got
         except (OSError, EOFError, zlib.error) as e:
             hint = "; check that compression_type matches the file" if self._compression else ""
             raise UnreadableFileError(f"error reading {self.path!r}: {e}{hint}") from e
-        return data, len(data) < size
+        finally:
+            view.release()
+        return False
 
     def next_block(self) -> Block | None:
         """The next block, or None at the end of the file."""
-        data, at_eof = self._carry, False
-        if len(data) < self._size:
-            more, at_eof = self._read(self._size - len(data))
-            data += more
+        if self._used:  # the rest of the buffer (a compressed stream's) moves to its start
+            rest = self._have - self._used
+            self._buf[:rest] = self._buf[self._used:self._have]
+            self._have, self._used = rest, 0
+        at_eof = self._fill(self._size) if self._have < self._size else False
         while True:
-            truncated = not at_eof and len(data) >= MAX_RECORD_BYTES
-            found = scan(data, self._delimiter, self._quoting, at_eof, truncated)
+            truncated = not at_eof and self._have >= MAX_RECORD_BYTES
+            found = scan(self._buf, self._delimiter, self._quoting, at_eof, truncated, self._have)
             if found.bad is not None:
                 pos, end, reason = found.bad
-                return self._take(data, end, (pos, reason), found.quoted)
+                return self._take(end, (pos, reason), found.quoted)
             if found.end:
-                return self._take(data, found.end, None, found.quoted)
+                return self._take(found.end, None, found.quoted)
             if at_eof:
-                self._carry = b""
+                self._have = 0
                 return None
             # Grow geometrically (linear total cost), never much past MAX_RECORD_BYTES.
-            more, at_eof = self._read(max(1, min(max(self._size, len(data)), MAX_RECORD_BYTES - len(data))))
-            data += more
+            have = self._have
+            at_eof = self._fill(have + max(1, min(max(self._size, have), MAX_RECORD_BYTES - have)))
 
-    def _take(self, data: bytes, end: int, bad: tuple[int, str] | None, quoted: bool) -> Block:
-        # A view, not a copy; a plain file seeks back to the cut instead of keeping the rest.
-        block = Block(self.offset, memoryview(data)[:end] if end < len(data) else data, bad, quoted)
+    def _take(self, end: int, bad: tuple[int, str] | None, quoted: bool) -> Block:
+        # A view of the buffer; a plain file seeks back to the cut instead of keeping the rest.
+        block = Block(self.offset, memoryview(self._buf)[:end], bad, quoted)
         self.offset += end
-        if end < len(data) and self._seekable:
+        if end < self._have and self._seekable:
             self._fh.seek(self.offset)
-            self._carry = b""
-        else:
-            self._carry = data[end:]
+            self._have = end
+        self._used = end
         return block
+
+    def done(self) -> None:
+        """The last block is no longer needed: unless bytes of the file wait in the buffer (a
+        compressed stream's), the buffer goes back to the shared pool, so that readers open
+        side by side (interleave) share a few buffers instead of holding one each."""
+        if self._buf is not None and self._have == self._used:
+            _release(self._buf)
+            self._buf, self._have, self._used = None, 0, 0
 
     def line_of(self, offset: int) -> int:
         """1-based line number of the line starting at byte `offset` (error path only)."""
@@ -328,10 +374,13 @@ class BlockReader:
         return line
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
+        """Close the file (idempotent); the last block is invalid from here on."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        if self._buf is not None:
+            _release(self._buf)
+            self._buf = None
 
     def __enter__(self) -> BlockReader:
         return self

@@ -78,43 +78,71 @@ def take_rows(chunk: Any, index: np.ndarray) -> Any:
     return map_structure(lambda a: np.take(a, index, axis=0), chunk)
 
 
-def unflatten(like: Any, flat: Sequence[Any]) -> Any:
-    """`like` with its leaves (in `leaves` order) replaced by `flat`."""
-    it = iter(flat)
+def builder(like: Any) -> Callable[[Sequence[Any]], Any]:
+    """A function `flat -> tree`: `like` with its leaves (in `leaves` order) replaced by `flat`,
+    made once per structure so that rebuilding a batch is a few dict/tuple constructions."""
+    return _builder(like, 0)[0]
 
-    def build(tree: Any) -> Any:
-        if isinstance(tree, dict):
-            return {k: build(v) for k, v in tree.items()}
-        if isinstance(tree, (tuple, list)):
-            return type(tree)([build(v) for v in tree])
-        return next(it)
 
-    return build(like)
+def _builder(tree: Any, start: int) -> tuple[Callable[[Sequence[Any]], Any], int]:
+    """(builder of `tree` from the leaves at `start`..., number of leaves it takes)."""
+    if not isinstance(tree, (dict, tuple, list)):
+        return (lambda flat: flat[start]), 1
+    keys = list(tree) if isinstance(tree, dict) else None
+    parts, pos, simple = [], start, True
+    for value in (tree.values() if keys is not None else tree):
+        fn, n = _builder(value, pos)
+        simple = simple and not isinstance(value, (dict, tuple, list))
+        parts.append(fn)
+        pos += n
+    stop, kind = pos, type(tree)
+    if keys is not None:
+        if simple:
+            return (lambda flat: dict(zip(keys, flat[start:stop], strict=True))), stop - start
+        return (lambda flat: {k: fn(flat) for k, fn in zip(keys, parts, strict=True)}), stop - start
+    if simple and kind in (tuple, list):
+        return (lambda flat: kind(flat[start:stop])), stop - start
+    return (lambda flat: kind([fn(flat) for fn in parts])), stop - start
 
 
 class Span(NamedTuple):
-    """Rows `start:stop` of `chunk`, whose leaves (in `leaves` order) are `flat`."""
+    """Rows `start:stop` of a chunk whose leaves (in `leaves` order) are `flat` and whose
+    structure `build(flat)` makes; with `index`, rows `index[start:stop]` of it instead (a
+    gather left for the consumer to do once)."""
 
-    chunk: Any
+    build: Callable[[Sequence[Any]], Any]
     flat: list[Any]
     start: int
     stop: int
+    index: np.ndarray | None = None
 
 
 def whole_span(chunk: Any) -> Span:
     """All rows of a chunk as a span."""
-    return Span(chunk, leaves(chunk), 0, num_rows(chunk))
+    return Span(builder(chunk), leaves(chunk), 0, num_rows(chunk))
 
 
 def join_spans(spans: Sequence[Span], copy: bool = False) -> Any:
-    """The rows of `spans` as one chunk: one concatenation per leaf, never a loop per span
-    and leaf; a single span is a view unless `copy`."""
+    """The rows of `spans` as one chunk: one concatenation (or gather) per leaf, never a loop
+    per span and leaf; a single span without index is a view unless `copy`."""
     first = spans[0]
     if len(spans) == 1:
         a, b = first.start, first.stop
-        return unflatten(first.chunk, [x[a:b].copy() if copy else x[a:b] for x in first.flat])
-    columns = zip(*([x[s.start:s.stop] for x in s.flat] for s in spans), strict=True)
-    return unflatten(first.chunk, [np.concatenate(parts) for parts in columns])
+        if first.index is not None:
+            index = first.index[a:b]
+            return first.build([x.take(index, axis=0) for x in first.flat])
+        return first.build([x[a:b].copy() if copy else x[a:b] for x in first.flat])
+    if all(s.index is None for s in spans):  # the common case (a shuffle window), inline
+        columns = zip(*([x[s.start:s.stop] for x in s.flat] for s in spans), strict=True)
+    else:
+        columns = zip(*([_span_rows(x, s) for x in s.flat] for s in spans), strict=True)
+    return first.build([np.concatenate(parts) for parts in columns])
+
+
+def _span_rows(leaf: np.ndarray, span: Span) -> np.ndarray:
+    if span.index is None:
+        return leaf[span.start:span.stop]
+    return leaf.take(span.index[span.start:span.stop], axis=0)
 
 
 def concat_rows(chunks: Sequence[Any]) -> Any:

@@ -1,7 +1,8 @@
 """`batch` and `unbatch`.
 
-`batch` on rows slices and concatenates columnar chunks (no per-row work); on batches (a
-second `batch`) it stacks elements. `unbatch` of a batch of rows is free: a batch already is
+`batch` on rows slices and concatenates columnar chunks (no per-row work), or gathers each
+batch's rows in one `take` per column from a shuffle's pool; on batches (a second `batch`) it
+stacks elements. `unbatch` of a batch of rows is free: a batch already is
 a chunk of rows.
 """
 
@@ -33,7 +34,7 @@ class Batch(Dataset):
 
 class _BatchRowsIterator(_Iterator):
     def __init__(self, up: _Iterator, n: int, drop: bool) -> None:
-        self._cursor, self._n, self._drop = RowCursor(up), n, drop
+        self._cursor, self._n, self._drop = RowCursor(up, indexed=True), n, drop
 
     def next(self) -> Any:
         spans = self._cursor.take_spans(self._n)
@@ -41,7 +42,7 @@ class _BatchRowsIterator(_Iterator):
             raise StopIteration
         if self._drop and sum(s.stop - s.start for s in spans) < self._n:
             raise StopIteration
-        return st.join_spans(spans, copy=True)  # copies: batches never share memory
+        return st.join_spans(spans, copy=True)  # copies (or gathers): batches never share memory
 
     def state(self) -> dict[str, Any]:
         return self._cursor.state()

@@ -347,6 +347,7 @@ class _CsvIterator(_Iterator):
                 continue
             self._offset = self._blocks.offset
             table = self._bad_quoting(block) if block.bad is not None else self._parse(block)
+            self._blocks.done()  # the parsed table holds no reference to the block
             if table is not None and table.num_rows:
                 return self._parser.arrays(table)
         raise StopIteration

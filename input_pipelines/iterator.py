@@ -38,6 +38,7 @@ class DatasetIterator:
 
     def __init__(self, dataset: Dataset) -> None:
         self._dataset = dataset
+        self._fingerprint = dataset.fingerprint  # the state of every batch names it
         self._stats = _Stats()
         self._build(Seeds())
         self._done = False
@@ -75,7 +76,7 @@ class DatasetIterator:
         position = self._it.state() if self._cursor is None else self._cursor.state()
         return {
             "version": STATE_VERSION,
-            "pipeline": self._dataset.fingerprint,
+            "pipeline": self._fingerprint,
             "skipped_rows": self._stats.skipped_rows,
             "seed": self._seeds.drawn,
             "position": position,
@@ -88,10 +89,10 @@ class DatasetIterator:
                 f"unsupported iterator state (expected a dict with version {STATE_VERSION}, got "
                 f"{type(state).__name__} {str(state)[:80]!r})"
             )
-        if state.get("pipeline") != self._dataset.fingerprint:
+        if state.get("pipeline") != self._fingerprint:
             raise StateError(
                 "the saved iterator state belongs to a different input pipeline (structure "
-                f"fingerprint {state.get('pipeline')} != {self._dataset.fingerprint}); rebuild the "
+                f"fingerprint {state.get('pipeline')} != {self._fingerprint}); rebuild the "
                 "same pipeline as when the state was saved, or start the input from scratch"
             )
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 from input_pipelines.csv_dataset import csv_reader
 from input_pipelines.dataset import Dataset
+from input_pipelines.prefetch import Prefetch
 from input_pipelines.sources import list_files
 from input_pipelines.transforms import default_shard
 
@@ -18,6 +19,7 @@ logger = logging.getLogger("input_pipelines")
 
 _MIN_CYCLE = 8  # files read at once when shuffling (more on machines with more cores)
 _BLOCK_ROWS = 256  # rows taken from each file in turn
+_PREFETCH_BATCHES, _PREFETCH_BYTES = 64, 32 << 20  # default read-ahead: hand-offs in bursts of 32
 _warned: set[str] = set()
 
 
@@ -96,7 +98,8 @@ def make_csv_dataset(
       shuffle: shuffle files and rows.
       shuffle_buffer_size: rows in the shuffle buffer.
       shuffle_seed: seed for file and row shuffling (same as `seed`).
-      prefetch_buffer_size: batches prepared ahead in a background thread (None: 2).
+      prefetch_buffer_size: batches prepared ahead in a background thread (None: 64, fewer
+        if they would take more than 32 MiB, at least 2; the thread hands them over in bursts).
       num_parallel_reads: files read and parsed at once, by as many threads (None: when
         shuffling, max(8, cores) files by one thread per core; else 1 file).
       sloppy: accepted for tf.data compatibility; the order is always deterministic here.
@@ -149,4 +152,6 @@ def make_csv_dataset(
     if shuffle:
         ds = ds.shuffle(shuffle_buffer_size, seed)
     ds = ds.repeat(num_epochs).batch(batch_size, drop_remainder=num_epochs is None)
-    return ds.prefetch(2 if prefetch_buffer_size is None else int(prefetch_buffer_size))
+    if prefetch_buffer_size is None:
+        return Prefetch(ds, _PREFETCH_BATCHES, max_bytes=_PREFETCH_BYTES)
+    return ds.prefetch(int(prefetch_buffer_size))

@@ -6,6 +6,8 @@ generator seeded by (seed, epoch..., k): half of the window, chosen at random, i
 into step k+1; the other half is emitted together with the carry from W_{k-1}, in random
 order. Every element therefore leaves within two windows of where it came in, mixed with its
 neighbours from both, and the buffer holds at most about 1.5 windows (plus one chunk).
+Before `batch()` a step's output is its pool and the shuffled index into it (`next_rows`), so
+`batch` gathers each batch's rows once instead of a gather of the whole output plus a copy.
 
 State: the upstream position where the live carry's window started, the step number k, and
 how many elements of the current step were already returned (only after `batch()`, where
@@ -103,7 +105,8 @@ class _ShuffleIterator(_Iterator):
         self._carry: Any = None  # elements carried into the next step (None: none)
         self._carry_len = 0
         self._carry_from: Any = None  # upstream state where the carry's window started
-        self._out: Any = None  # output of the current step (rows: emitted at once)
+        self._out: Any = None  # output of the current step (rows: its index into _out_pool)
+        self._out_pool: Any = None  # rows mode: the rows the output index points into
         self._out_len = 0
         self._emitted = 0
         self._cur: tuple[Any, bool] | None = None  # (replay state, carry?) of the current step
@@ -139,21 +142,39 @@ class _ShuffleIterator(_Iterator):
             pool = self._pool.join(self._carry, window)
             index = np.concatenate([np.arange(c), c + perm[h:]])
         out_len = len(index)
-        out = self._pool.take(pool, index[rng.permutation(out_len)])
+        order = index[rng.permutation(out_len)]
+        if self._pool.rows:  # rows pool[order], gathered by whoever takes them
+            self._out_pool, out = pool, order
+        else:
+            out = self._pool.take(pool, order)
         self._carry = self._pool.take(pool, c + perm[:h]) if h else None
         self._carry_len, self._carry_from = h, start
         self._cur = prev if prev[1] else (start, False)
         self._out, self._out_len, self._emitted, self._step = out, out_len, 0, step + 1
 
-    def next(self) -> Any:
+    def _next_out(self) -> np.ndarray:
+        """The index into `_out_pool` of the next step's output rows (rows mode)."""
         if self._out is None or self._emitted >= self._out_len:
             self._out = None
             self._run_step()
+        out, self._out, self._emitted = self._out, None, self._out_len
+        return out
+
+    def next(self) -> Any:
         if self._pool.rows:
-            out, self._out, self._emitted = self._out, None, self._out_len
-            return out
+            out = self._next_out()  # runs the step that sets _out_pool
+            return self._pool.take(self._out_pool, out)
+        if self._out is None or self._emitted >= self._out_len:
+            self._out = None
+            self._run_step()
         self._emitted += 1
         return self._out[self._emitted - 1]
+
+    def next_rows(self) -> Any:
+        if not self._pool.rows:
+            return super().next_rows()
+        out = self._next_out()
+        return st.whole_span(self._out_pool)._replace(stop=len(out), index=out)
 
     def state(self) -> dict[str, Any]:
         if self._out is not None and self._emitted < self._out_len:

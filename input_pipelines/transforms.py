@@ -130,9 +130,15 @@ class _RepeatIterator(_Iterator):
         self._up = self._parent._iterator(self._ctx.with_epoch(epoch))
 
     def next(self) -> Any:
+        return self._next(False)
+
+    def next_rows(self) -> Any:
+        return self._next(True)
+
+    def _next(self, rows: bool) -> Any:
         while self._count is None or self._epoch < self._count:
             try:
-                item = self._up.next()
+                item = self._up.next_rows() if rows else self._up.next()
             except StopIteration:
                 if not self._seen:  # an empty epoch: stop instead of spinning forever
                     raise

@@ -100,6 +100,64 @@ def test_prefetch_is_transparent_and_propagates_errors():
         list(Dataset.range(10).batch(2).map(boom).prefetch(2))
 
 
+def test_prefetch_hands_over_in_bursts_but_never_holds_a_ready_batch_back():
+    import threading
+    import time
+
+    more = threading.Event()
+
+    def slow():  # one batch, then nothing until the consumer has seen it
+        yield {"x": np.arange(4)}
+        more.wait(10)
+        yield {"x": np.arange(4, 8)}
+
+    it = iter(from_generator(slow, batched=True).batch(4).prefetch(64))
+    start = time.perf_counter()
+    assert next(it)["x"].tolist() == [0, 1, 2, 3]  # not waiting for a burst of 32
+    state = it.state()  # nor for the next batch
+    assert time.perf_counter() - start < 5
+    more.set()
+    assert next(it)["x"].tolist() == [4, 5, 6, 7]
+    with pytest.raises(StopIteration):
+        next(it)
+    again = iter(from_generator(slow, batched=True).batch(4).prefetch(64))
+    again.restore(state)  # the state is the consumer's position, not the read-ahead's
+    assert [b["x"].tolist() for b in again] == [[4, 5, 6, 7]]
+
+
+def test_prefetch_with_a_full_buffer_is_exact_and_closes():
+    ds = Dataset.range(5000).batch(7).prefetch(64)
+    it = iter(ds)
+    first = [next(it).tolist() for _ in range(100)]
+    state = it.state()
+    rest = [b.tolist() for b in it]
+    assert first + rest == [b.tolist() for b in Dataset.range(5000).batch(7)]
+    again = iter(ds)
+    again.restore(state)
+    assert [b.tolist() for b in again] == rest
+    again.close()
+
+
+def test_prefetch_reads_ahead_within_its_byte_budget():
+    import time
+
+    from input_pipelines.prefetch import Prefetch
+
+    produced = []
+
+    def big():
+        for i in range(20):
+            produced.append(i)
+            yield {"x": np.full(1 << 17, i, np.float64)}  # 1 MiB each
+
+    batches = from_generator(big, batched=True).batch(1 << 17)
+    it = iter(Prefetch(batches, 64, max_bytes=2 << 20))
+    assert next(it)["x"][0] == 0
+    time.sleep(0.3)
+    assert len(produced) <= 6  # two batches within 2 MiB (not 64) + those in hand
+    assert [int(b["x"][0]) for b in it] == list(range(1, 20))
+
+
 def test_from_generator_rows_and_batched():
     def rows():
         for i in range(2500):

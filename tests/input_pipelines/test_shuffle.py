@@ -69,3 +69,21 @@ def test_default_make_csv_batches_mix_many_files(tmp_path):
     counts = measure.distinct_files_per_batch(measure.write_shards(str(tmp_path), 12, 5000), 256)
     assert len(counts) == 12 * 5000 // 256
     assert np.mean(counts) >= 6 and min(counts) >= 3, (np.mean(counts), min(counts))
+
+
+def test_shuffled_batches_of_nested_structures_gather_the_right_rows():
+    # Batches after shuffle are gathered from the shuffle's pool, one take per leaf, and rebuilt
+    # into the element's structure: every leaf of a row must stay with its row.
+    n = 5000
+    ids = np.arange(n)
+    data = ({"a": ids * 2, "b": {"c": ids.astype(np.float32) / 4, "s": np.array([f"r{i}" for i in ids], dtype=object)}},
+            (ids * 3, np.stack([ids, -ids], axis=1)))
+    ds = from_tensor_slices(data, chunk_rows=700).shuffle(1000, seed=5).batch(128)
+    seen = []
+    for (feats, (triple, pair)) in ds:
+        row = feats["a"] // 2
+        seen.append(row)
+        assert np.array_equal(feats["b"]["c"], row.astype(np.float32) / 4)
+        assert list(feats["b"]["s"]) == [f"r{i}" for i in row]
+        assert np.array_equal(triple, row * 3) and np.array_equal(pair, np.stack([row, -row], axis=1))
+    assert sorted(np.concatenate(seen).tolist()) == list(range(n))
