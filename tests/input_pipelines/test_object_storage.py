@@ -119,15 +119,19 @@ def test_restore_at_a_cut_equals_the_rest(bucket, shards):
     assert any(fs.is_url(p) and offset > BLOCK for p, offset in paths), paths  # URL + offset
 
 
-def _slots(state):
+def _dicts(state):
     if isinstance(state, dict):
-        if "path" in state and "state" in state:
-            yield state
+        yield state
         for v in state.values():
-            yield from _slots(v)
+            yield from _dicts(v)
     elif isinstance(state, list):
         for v in state:
-            yield from _slots(v)
+            yield from _dicts(v)
+
+
+def _slots(state):
+    """The interleave slots (a file path with its reader state) anywhere in a pipeline state."""
+    return (d for d in _dicts(state) if "path" in d and "state" in d)
 
 
 def test_restore_reads_from_the_saved_offset_not_from_the_start(bucket, shards, monkeypatch):
@@ -149,16 +153,6 @@ def test_restore_reads_from_the_saved_offset_not_from_the_start(bucket, shards, 
         np.testing.assert_array_equal(a[1], b[1])
     assert fetched and min(a for a, _ in fetched) >= offsets[0], fetched  # ranged reads from the offset on
     assert sum(b - a for a, b in fetched) < fs.getsize(url) - offsets[0] + (1 << 21)
-
-
-def _dicts(state):
-    if isinstance(state, dict):
-        yield state
-        for v in state.values():
-            yield from _dicts(v)
-    elif isinstance(state, list):
-        for v in state:
-            yield from _dicts(v)
 
 
 def test_zlib_file_in_a_bucket(bucket, shards):
