@@ -148,3 +148,23 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step_and_resumes_exactly(t
     got, want = _state(preempted, STEPS), _state(straight, STEPS)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_two_processes_with_data_and_model_dir_in_a_gcs_bucket_equal_the_local_run(gcs_bucket, taxi_files,
+                                                                                    two_process_run):
+    from input_pipelines import fs
+    local, _ = two_process_run
+    for path in sorted(glob.glob(taxi_files)):
+        with open(path, "rb") as f:
+            fs.write_atomically(f"{gcs_bucket}/data/{os.path.basename(path)}", f.read())
+    model_dir = f"{gcs_bucket}/model"
+    out = _train(model_dir, f"{gcs_bucket}/data/*.csv", num_processes=2, devices_per_process=2)
+    assert "[p0] done" in out and "[p1] done" in out
+    got, want = _state(model_dir, STEPS), _state(local, STEPS)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert CheckpointStore(model_dir, read_only=True).restore_input_states(STEPS) == \
+        CheckpointStore(local, read_only=True).restore_input_states(STEPS)
+    assert len(fs.glob(f"{model_dir}/events.out.tfevents.*")) == 1  # process 0 only
