@@ -152,7 +152,7 @@ def modified_time(path: str | os.PathLike) -> float:
     if not is_url(p):
         return os.path.getmtime(p)
     info = _fresh_info(p)
-    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    stamp = _written(info)
     if isinstance(stamp, str):
         stamp = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     if isinstance(stamp, datetime.datetime):
@@ -172,9 +172,7 @@ def identity(path: str | os.PathLike) -> tuple[Any, ...]:
     info = _fresh_info(p)
     if info.get("type") == "directory":
         raise IsADirectoryError(f"{p!r} is a prefix, not an object: buckets keep no identity for it")
-    version = info.get("generation") or info.get("ETag") or info.get("etag") or info.get("VersionId")
-    stamp = info.get("mtime") or info.get("LastModified") or info.get("updated")
-    return (p, str(version), info.get("size"), str(stamp))
+    return (p, str(_version(info)), info.get("size"), str(_written(info)))
 
 
 def listdir(path: str | os.PathLike) -> list[str]:
@@ -223,9 +221,17 @@ def stat_tree(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
 
 
 def _change_token(info: dict[str, Any]) -> str:
-    tag = info.get("generation") or info.get("ETag") or info.get("etag") or ""
-    when = info.get("mtime") or info.get("LastModified") or info.get("updated") or ""
-    return f"{tag}@{when}"
+    return f"{_version(info) or ''}@{_written(info) or ''}"
+
+
+def _version(info: dict[str, Any]) -> Any:
+    """The object's version in fsspec's info: GCS generation, S3 ETag (or VersionId)."""
+    return info.get("generation") or info.get("ETag") or info.get("etag") or info.get("VersionId")
+
+
+def _written(info: dict[str, Any]) -> Any:
+    """When the object was written, as the store reports it (gcsfs 'updated'/'mtime', s3fs 'LastModified')."""
+    return info.get("mtime") or info.get("LastModified") or info.get("updated")
 
 
 def makedirs(path: str | os.PathLike) -> None:
