@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 from input_pipelines._arrow import _NUMERIC, to_numpy
 from input_pipelines._base import _Context, _Iterator, _Stats
 from input_pipelines._csv_records import Block, BlockReader, compression_of, record_starts
+from input_pipelines._narrow import float64_values, narrow, rounds_twice, wide_type
 from input_pipelines.csv_columns import CsvSpec, check_header, read_header, resolve_spec
 from input_pipelines.dataset import Dataset
 from input_pipelines.errors import DataFormatError, NoFilesMatchError
@@ -58,13 +59,14 @@ class _Parser:
         self.spec, self._threads = spec, use_threads
         self._read = pacsv.ReadOptions(column_names=list(spec.names), use_threads=use_threads,
                                        encoding=spec.encoding)
-        self._convert = pacsv.ConvertOptions(
-            column_types={c.name: c.arrow_type for c in spec.columns},
-            include_columns=[c.name for c in spec.columns],
-            null_values=list(spec.na_values),
-            strings_can_be_null=True,
-        )
+        self._direct = self._convert_options({c.name: c.arrow_type for c in spec.columns})
+        self._convert = self._convert_options({c.name: wide_type(c.arrow_type) for c in spec.columns})
+        self._narrowed = [c.name for c in spec.columns if wide_type(c.arrow_type) != c.arrow_type]
         self.required = [c.name for c in spec.columns if c.default is None]
+
+    def _convert_options(self, types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+        return pacsv.ConvertOptions(column_types=types, include_columns=list(types),
+                                    null_values=list(self.spec.na_values), strings_can_be_null=True)
 
     def _parse_options(self, quoted: bool, on_invalid: Callable[[Any], str] | None) -> pacsv.ParseOptions:
         # Quoted line breaks need pyarrow's slower quote-aware chunking; only blocks with quotes.
@@ -72,25 +74,35 @@ class _Parser:
         return pacsv.ParseOptions(delimiter=self.spec.delimiter, quote_char='"' if self.spec.quoting else False,
                                   newlines_in_values=quoted, invalid_row_handler=on_invalid)
 
-    def table(self, data: bytes | memoryview, on_invalid: Callable[[Any], str] | None = None,
+    def table(self, data: bytes | memoryview, on_invalid: _SkipCounter | None = None,
               quoted: bool | None = None) -> pa.Table:
         """Parse `data`; raises _BadBlock on any malformed row not handled by `on_invalid`.
 
-        `quoted`: whether `data` may hold quotes (None: look).
+        `quoted`: whether `data` may hold quotes (None: look). float32 columns come back as
+        float64 (`arrays` narrows them) unless narrowing could round differently (`_narrow`).
         """
         if quoted is None:
             quoted = bytes(data).find(b'"') >= 0
         parse = self._parse_options(quoted, on_invalid)
+        table = self._read_table(data, parse, self._convert)
+        if any(rounds_twice(float64_values(chunk)) for name in self._narrowed
+               for chunk in table.column(name).chunks):
+            recount = self._parse_options(quoted, None if on_invalid is None else _SkipCounter())
+            table = self._read_table(data, recount, self._direct)  # rows skipped again: counted once
+        return table
+
+    def _read_table(self, data: bytes | memoryview, parse: pacsv.ParseOptions,
+                    convert: pacsv.ConvertOptions) -> pa.Table:
         try:
             try:
-                return pacsv.read_csv(pa.py_buffer(data), self._read, parse, self._convert)
+                return pacsv.read_csv(pa.py_buffer(data), self._read, parse, convert)
             except pa.ArrowInvalid as e:
                 if "straddl" not in str(e):
                     raise
                 # A record longer than pyarrow's own block (1 MiB): parse the block in one piece.
                 read = pacsv.ReadOptions(column_names=list(self.spec.names), use_threads=self._threads,
                                          encoding=self.spec.encoding, block_size=len(data) + 1)
-                return pacsv.read_csv(pa.py_buffer(data), read, parse, self._convert)
+                return pacsv.read_csv(pa.py_buffer(data), read, parse, convert)
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
             raise _BadBlock(str(e)) from None
 
@@ -103,6 +115,9 @@ class _Parser:
     def arrays(self, table: pa.Table) -> Any:
         """Numpy arrays of the selected columns (defaults filled in), split off the label."""
         out = {c.name: _to_numpy(table.column(c.name), c.default) for c in self.spec.columns}
+        for name in self._narrowed:
+            if out[name].dtype == np.float64:
+                out[name] = narrow(out[name])
         if self.spec.label is None:
             return out
         label = out.pop(self.spec.label)
@@ -122,8 +137,9 @@ class _Parser:
         m = re.search(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", message)
         if m:
             name = names[int(m.group(1))]
-            reason = f"cannot parse {m.group(3)!r} as {m.group(2)} in column {name!r}"
             column = next((c for c in spec.columns if c.name == name), None)
+            type_name = m.group(2) if column is None else column.arrow_type  # float32 parses as double
+            reason = f"cannot parse {m.group(3)!r} as {type_name} in column {name!r}"
             if column is not None and column.inferred:
                 reason += (f" (its type was inferred from {spec.inferred_from}; pass column_defaults, "
                            f"e.g. column_defaults={{{name!r}: str}} or np.int64 / float, to set it)")

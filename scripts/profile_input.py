@@ -21,8 +21,10 @@ import time
 from models.benchmarking import NUMERIC
 from models.taxi_data import COURSE_COLUMNS
 
-STAGES = (  # (module, class, method, label)
+STAGES = (  # (module, class or "" for a function, method, label)
     ("input_pipelines.csv_dataset", "_Parser", "table", "pyarrow parse"),
+    ("input_pipelines.csv_dataset", "", "rounds_twice", "float32 exactness check"),
+    ("input_pipelines.csv_dataset", "", "narrow", "float64 -> float32"),
     ("input_pipelines.csv_dataset", "_Parser", "arrays", "arrow -> numpy (strings: objects)"),
     ("input_pipelines._csv_records", "BlockReader", "next_block", "file read + record-end scan"),
     ("input_pipelines.shuffle", "_ShuffleIterator", "_pull_window", "interleave blocks -> window"),
@@ -57,7 +59,8 @@ def _instrument(totals: dict[str, float]) -> None:
 
     stack: list[float] = []
     for module, cls, name, label in STAGES:
-        owner = getattr(importlib.import_module(module), cls)
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner  # "": a module-level function
         raw = owner.__dict__[name]
         fn = raw.__func__ if isinstance(raw, staticmethod) else raw
 
