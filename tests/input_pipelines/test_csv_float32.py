@@ -30,7 +30,8 @@ def _nearest_float32(text: str) -> np.float32:
     if abs(x) >= _OVERFLOW:
         return np.float32(math.copysign(math.inf, x))
     guess = np.float32(float(x))  # within one float32 step of the answer
-    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
+    with np.errstate(over="ignore"):  # the step past the largest float32 is inf, dropped below
+        candidates = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
     candidates = [c for c in candidates if np.isfinite(c)]
 
     def key(c: np.float32) -> tuple[Fraction, int]:
