@@ -20,6 +20,9 @@ Each method runs in its own child process over the same files, so its peak RSS i
 - pyarrow_blocks: `pyarrow.csv.read_csv` of each shard's 4 MiB blocks as the pipeline parses them
                   (one thread, 6 columns as float32, no shuffle or batches): the pipeline's
                   parse alone, its floor
+- hand_written:   the pipeline's work (8 files 256 rows in turn, parse, float32, shuffle 10k,
+                  batch 512) written out in numpy without iterators, states or threads: the floor
+                  of this design on pyarrow and numpy (pipeline / hand_written = the framework's cost)
 - pipeline_readers_N (with `--readers N ...`): `pipeline` with `num_parallel_reads=N` (N files
                   interleaved, parsed by N threads): the reader scaling curve
 
@@ -60,6 +63,7 @@ from __future__ import annotations
 import argparse
 import functools
 import glob
+import itertools
 import json
 import os
 import tempfile
@@ -172,21 +176,100 @@ def _pyarrow_whole(pattern: str, batch_size: int) -> int:
     return sum(pacsv.read_csv(f, read_options=options).num_rows for f in sorted(glob.glob(pattern)))
 
 
-def _pyarrow_blocks(pattern: str, batch_size: int, block_size: int = 4 << 20) -> int:
+def _pyarrow_blocks(pattern: str, batch_size: int) -> int:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     read = pacsv.ReadOptions(column_names=COURSE_COLUMNS, use_threads=False)
     convert = pacsv.ConvertOptions(column_types=dict.fromkeys(NUMERIC, pa.float32()), include_columns=NUMERIC)
-    rows = 0
-    for f in sorted(glob.glob(pattern)):
-        with open(f, "rb") as fh:
-            data = fh.read()
-        start = 0
-        while start < len(data):
-            end = data.rfind(b"\n", start, start + block_size) + 1 if start + block_size < len(data) else len(data)
-            rows += pacsv.read_csv(pa.py_buffer(memoryview(data)[start:end]), read, convert_options=convert).num_rows
-            start = end
+    return sum(pacsv.read_csv(pa.py_buffer(block), read, convert_options=convert).num_rows
+               for f in sorted(glob.glob(pattern)) for block in _blocks(f))
+
+
+def _blocks(path: str, block_size: int = 4 << 20):
+    """A file's blocks of about `block_size` bytes ending at a line end (no quotes), read into
+    one reused buffer: a block is valid until the next one is asked for."""
+    buf = bytearray(block_size)
+    with open(path, "rb", buffering=0) as fh:
+        while got := fh.readinto(buf):
+            end = got if got < block_size else buf.rfind(b"\n", 0, got) + 1
+            yield memoryview(buf)[:end]
+            fh.seek(end - got, os.SEEK_CUR)
+
+
+def _float32_columns(block: memoryview, read: Any, wide: Any, exact: Any) -> list[Any]:
+    """One block's columns parsed (one thread) as float64, checked and narrowed to float32."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from input_pipelines._narrow import float64_values, rounds_twice
+
+    def column(table: pa.Table, name: str) -> pa.Array:
+        col = table.column(name)
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
+    table = pacsv.read_csv(pa.py_buffer(block), read, convert_options=wide)
+    values = [float64_values(column(table, c)) for c in NUMERIC]
+    if any(rounds_twice(v) for v in values):
+        table = pacsv.read_csv(pa.py_buffer(block), read, convert_options=exact)
+        return [column(table, c).to_numpy() for c in NUMERIC]
+    return [v.astype(np.float32) for v in values]
+
+
+def _float32_chunks(path: str):
+    """A shard's 4 MiB blocks as lists of float32 columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    read = pacsv.ReadOptions(column_names=COURSE_COLUMNS, use_threads=False)
+    wide, exact = (pacsv.ConvertOptions(column_types=dict.fromkeys(NUMERIC, t), include_columns=NUMERIC)
+                   for t in (pa.float64(), pa.float32()))
+    for block in _blocks(path):
+        yield _float32_columns(block, read, wide, exact)
+
+
+def _hand_written(pattern: str, batch_size: int, cycle: int = 8, block_rows: int = 256,
+                  buffer_size: int = 10_000) -> int:
+    """The pipeline's work written out in numpy, without iterators, states or threads: 8 files
+    read 256 rows in turn, windows of 10k rows, the same two permutations per window (half
+    carried into the next), one gather per column and batch."""
+    import numpy as np
+
+    files = iter(sorted(glob.glob(pattern)))
+    slots = [[_float32_chunks(f), None, 0] for f in itertools.islice(files, cycle)]  # chunks, chunk, offset
+    rows, carry, step = 0, None, 0
+    while slots or carry is not None:
+        parts, n = [], 0
+        while slots and n < buffer_size:
+            slot = slots[0]
+            if slot[1] is None or slot[2] >= len(slot[1][0]):
+                slot[1], slot[2] = next(slot[0], None), 0
+                if slot[1] is None:
+                    slots.pop(0)
+                    nxt = next(files, None)
+                    if nxt is not None:
+                        slots.append([_float32_chunks(nxt), None, 0])
+                    continue
+            a = slot[2]
+            parts.append([x[a:a + block_rows] for x in slot[1]])
+            slot[2] += block_rows
+            n += len(parts[-1][0])
+            slots.append(slots.pop(0))
+        rng = np.random.default_rng([0, step])
+        step += 1
+        perm = rng.permutation(n)
+        keep = n // 2 if n >= buffer_size else 0
+        window = [np.concatenate(c) for c in zip(*parts, strict=True)] if parts else None
+        c = 0 if carry is None else len(carry[0])
+        pool = window if carry is None else carry if window is None else [
+            np.concatenate([a, b]) for a, b in zip(carry, window, strict=True)]
+        index = np.concatenate([np.arange(c), c + perm[keep:]])
+        order = index[rng.permutation(len(index))]
+        carry = [x.take(c + perm[:keep]) for x in pool] if keep else None
+        for s in range(0, len(order), batch_size):
+            batch = [x.take(order[s:s + batch_size]) for x in pool]
+            rows += len(batch[0])
     return rows
 
 
@@ -200,6 +283,7 @@ READ_METHODS: dict[str, Callable[[str, int], int]] = {
     "numpy_loadtxt": _numpy_loadtxt,
     "pyarrow_whole": _pyarrow_whole,
     "pyarrow_blocks": _pyarrow_blocks,
+    "hand_written": _hand_written,
 }
 READERS = (1, 2, 4, 8)
 for _n in READERS:
@@ -307,7 +391,8 @@ def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: in
     return result
 
 
-_IMPORTS = {"pipeline": "input_pipelines", "pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow.csv"}
+_IMPORTS = {"pipeline": "input_pipelines", "pandas": "pandas", "numpy": "numpy", "pyarrow": "pyarrow.csv",
+            "hand": "input_pipelines"}
 
 
 def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None:
@@ -395,6 +480,8 @@ RATIOS = (  # (what, numerator, denominator, measure, target)
     ("pipeline CPU per row vs pyarrow whole-file read", "pipeline", "pyarrow_whole", "cpu", "<= 1.3"),
     ("pipeline CPU per row vs its own parse (pyarrow_blocks)", "pipeline", "pyarrow_blocks", "cpu", ""),
     ("its own parse (pyarrow_blocks) vs pyarrow whole-file read", "pyarrow_blocks", "pyarrow_whole", "cpu", ""),
+    ("hand-written numpy floor vs pyarrow whole-file read", "hand_written", "pyarrow_whole", "cpu", ""),
+    ("pipeline CPU per row vs the hand-written floor", "pipeline", "hand_written", "cpu", ""),
     ("string key selected vs not: CPU per row", "pipeline_key", "pipeline", "cpu", "<= 1.5"),
     ("string key selected vs not: rows/s", "pipeline_key", "pipeline", "speed", ">= 0.67"),
     ("header shards, key not selected vs pipeline: CPU per row", "pipeline_header", "pipeline", "cpu", "~1"),
