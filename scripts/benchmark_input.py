@@ -193,6 +193,8 @@ def _blocks(path: str, block_size: int = 4 << 20):
     with open(path, "rb", buffering=0) as fh:
         while got := fh.readinto(buf):
             end = got if got < block_size else buf.rfind(b"\n", 0, got) + 1
+            if not end:
+                raise SystemExit(f"error: a line of {path} is longer than {block_size} bytes")
             yield memoryview(buf)[:end]
             fh.seek(end - got, os.SEEK_CUR)
 
@@ -229,14 +231,18 @@ def _float32_chunks(path: str):
         yield _float32_columns(block, read, wide, exact)
 
 
-def _hand_written(pattern: str, batch_size: int, cycle: int = 8, block_rows: int = 256,
-                  buffer_size: int = 10_000) -> int:
-    """The pipeline's work written out in numpy, without iterators, states or threads: 8 files
-    read 256 rows in turn, windows of 10k rows, the same two permutations per window (half
-    carried into the next), one gather per column and batch."""
+def _hand_written(pattern: str, batch_size: int, buffer_size: int = 10_000) -> int:
+    """The pipeline's work written out in numpy, without iterators, states or threads: as many
+    files open as `make_csv_dataset` opens, 256 rows from each in turn, windows of 10k rows with
+    two permutations each (half carried into the next, as `shuffle` draws them), one gather per
+    column and batch."""
     import numpy as np
 
-    files = iter(sorted(glob.glob(pattern)))
+    from input_pipelines.make_csv import _BLOCK_ROWS, _MIN_CYCLE
+
+    names = sorted(glob.glob(pattern))
+    cycle = min(len(names), max(_MIN_CYCLE, os.cpu_count() or 1))
+    files = iter(names)
     slots = [[_float32_chunks(f), None, 0] for f in itertools.islice(files, cycle)]  # chunks, chunk, offset
     rows, carry, step = 0, None, 0
     while slots or carry is not None:
@@ -252,8 +258,8 @@ def _hand_written(pattern: str, batch_size: int, cycle: int = 8, block_rows: int
                         slots.append([_float32_chunks(nxt), None, 0])
                     continue
             a = slot[2]
-            parts.append([x[a:a + block_rows] for x in slot[1]])
-            slot[2] += block_rows
+            parts.append([x[a:a + _BLOCK_ROWS] for x in slot[1]])
+            slot[2] += _BLOCK_ROWS
             n += len(parts[-1][0])
             slots.append(slots.pop(0))
         rng = np.random.default_rng([0, step])
