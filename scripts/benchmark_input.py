@@ -30,10 +30,16 @@ Training the taxi MLP (7 -> 64 -> 32 -> 1 over the five raw columns plus latdiff
 Adam, batch 512), examples/sec from the end of a warm-up (compilation) to the last step:
 
 - train_in_memory:  a hand-written `jax.jit` step over the shards loaded into memory first
-                    (shuffled once, sliced into numpy batches passed to the jitted step)
+                    (shuffled once, sliced into numpy batches passed to the jitted step, gone
+                    round as often as the steps need)
 - train_in_memory_scan: the same with `lax.scan` over 50 stacked batches per call
 - train_from_csv:   `Estimator.train(make_csv_dataset(...))`, steps_per_loop 50: parsing,
-                    shuffling and batching run in the background while the device trains
+                    shuffling and batching run in the background while the device trains; the
+                    input repeats its epochs (their boundaries cost what they cost a real job)
+
+The timed span must be long (the default 10000 steps is seconds): during the warm-up's
+compilation the pipeline already parses one block of every open file (8 x 4 MiB, ~600k taxi
+rows), which a span of a few thousand steps would count as free.
 
 From a bucket (`--data URL`): the shards are copied under the prefix URL (gs://bucket/dir or
 s3://bucket/dir; `--create-bucket` makes the bucket), then `pipeline` and `pipeline_header`
@@ -296,6 +302,7 @@ for _n in READERS:
     READ_METHODS[f"pipeline_readers_{_n}"] = functools.partial(_pipeline, readers=_n)
 
 WARM_STEPS = 100
+TRAIN_STEPS = 10_000
 
 
 def _train_from_csv(pattern: str, batch_size: int, steps: int) -> tuple[float, float]:
@@ -312,8 +319,9 @@ def _train_from_csv(pattern: str, batch_size: int, steps: int) -> tuple[float, f
     return timer.seconds, timer.cpu_seconds
 
 
-def _in_memory_batches(pattern: str, batch_size: int, steps: int) -> tuple[dict, Any]:
-    """All rows of the shards as float32 arrays, shuffled once and cut into ``[batches, batch]``."""
+def _in_memory_batches(pattern: str, batch_size: int) -> tuple[dict, Any]:
+    """All rows of the shards as float32 arrays, shuffled once and cut into ``[batches, batch]``
+    (a whole number of scan windows; the training loops go round them as often as they need)."""
     import numpy as np
     import pyarrow.csv as pacsv
 
@@ -322,10 +330,9 @@ def _in_memory_batches(pattern: str, batch_size: int, steps: int) -> tuple[dict,
     tables = [pacsv.read_csv(f, read_options=options, convert_options=convert) for f in sorted(glob.glob(pattern))]
     columns = {c: np.concatenate([t[c].to_numpy() for t in tables]).astype(np.float32) for c in NUMERIC}
     order = np.random.default_rng(0).permutation(len(columns["fare_amount"]))
-    n = len(order) // batch_size
-    if n < WARM_STEPS + steps:
-        raise SystemExit(f"error: {n} batches of {batch_size} in {pattern}, need {WARM_STEPS + steps}; "
-                         "use more --rows or fewer --train-steps")
+    n = len(order) // batch_size // SCAN * SCAN  # whole scan windows, so a window never wraps
+    if n == 0:
+        raise SystemExit(f"error: {pattern} holds fewer than {SCAN} batches of {batch_size}; use more --rows")
     cut = {c: v[order[:n * batch_size]].reshape(n, batch_size) for c, v in columns.items()}
     labels = cut.pop("fare_amount")
     return cut, labels
@@ -351,7 +358,7 @@ def _hand_written_step():
 def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -> tuple[float, float]:
     import jax
 
-    features, labels = _in_memory_batches(pattern, batch_size, steps)
+    features, labels = _in_memory_batches(pattern, batch_size)
     model, opt, step = _hand_written_step()
     params, _ = model.init(jax.random.PRNGKey(0), {c: v[0] for c, v in features.items()}, labels[0])
     opt_state = opt.init(params)
@@ -369,6 +376,7 @@ def _train_in_memory(pattern: str, batch_size: int, steps: int, scan: int = 1) -
     def run(first: int, count: int):
         nonlocal params, opt_state
         for i in range(first, first + count, scan):
+            i %= len(labels)
             window = slice(i, i + scan) if scan > 1 else i
             params, opt_state, loss = fn(params, opt_state, {c: v[window] for c, v in features.items()},
                                          labels[window])
@@ -389,7 +397,7 @@ METHODS = [*READ_METHODS, *TRAIN_METHODS]
 DEFAULT_METHODS = [m for m in METHODS if not m.startswith("pipeline_readers_")]
 
 
-def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: int = 2000) -> dict[str, Any]:
+def run_method(method: str, pattern: str, batch_size: int = 512, train_steps: int = TRAIN_STEPS) -> dict[str, Any]:
     """Time one method in a child process: rows, seconds, rows/s and peak RSS (MB)."""
     result, rss, _ = run_child([os.path.abspath(__file__), "--child", method, "--pattern", pattern,
                                 "--batch-size", str(batch_size), "--train-steps", str(train_steps)])
@@ -417,7 +425,7 @@ def _child(method: str, pattern: str, batch_size: int, train_steps: int) -> None
 
 
 def input_benchmarks(pattern: str, batch_size: int = 512, methods: Sequence[str] = tuple(DEFAULT_METHODS),
-                     train_steps: int = 2000, repeats: int = 1) -> list[dict[str, Any]]:
+                     train_steps: int = TRAIN_STEPS, repeats: int = 1) -> list[dict[str, Any]]:
     """All methods over the same files, one child process each; the best of ``repeats`` rounds:
     the round with the most rows/s (its seconds, rows/s and peak RSS) and, separately, the
     least CPU per row of any round (the fastest round is not the one using least CPU when other
@@ -530,7 +538,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--shards", type=int, default=20)
     p.add_argument("--dir", help="where to write the shards (default: a temporary directory)")
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--train-steps", type=int, default=2000, help="timed steps of each training method")
+    p.add_argument("--train-steps", type=int, default=TRAIN_STEPS, help="timed steps of each training method (a few "
+                   "seconds: shorter spans are mostly the pipeline's start-up head start and noise)")
     p.add_argument("--repeats", type=int, default=3, help="rounds over all methods; the table keeps each one's best")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=METHODS)
     p.add_argument("--readers", nargs="+", type=int, default=[], choices=READERS,

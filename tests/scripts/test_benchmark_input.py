@@ -37,3 +37,16 @@ def test_local_run_reads_every_row_with_each_reading_method(tmp_path):
     rows = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+) +(\d+) ", out.stdout, re.M)}
     assert rows == dict.fromkeys(methods, 25001), out.stdout
     assert re.search(r"pipeline CPU per row vs the hand-written floor +\d+\.\d\dx", out.stdout), out.stdout
+
+
+def test_training_methods_go_round_fewer_batches_than_steps(tmp_path):
+    """50 batches of 512 in the shards, 300 timed steps: the in-memory loops wrap round their
+    batches and the CSV input repeats its epochs, each timing every step."""
+    methods = ["train_in_memory_scan", "train_from_csv"]
+    out = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(50 * 512 + 7), "--shards", "2", "--repeats", "1",
+                          "--train-steps", "300", "--methods", *methods, "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+) +(\d+) ", out.stdout, re.M)}
+    assert rows == dict.fromkeys(methods, 300 * 512), out.stdout
+    assert re.search(r"train_from_csv vs train_in_memory_scan: examples/s +\d+\.\d\dx", out.stdout), out.stdout
